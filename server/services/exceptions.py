@@ -1,0 +1,298 @@
+"""Use cases on stored exceptions: create, read, list, history, assign, resolve, callbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from server.domain.auth import Principal
+from server.domain.bulk import BulkOutcome, unique_ids
+from server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound, Violations
+from server.domain.exceptions import (
+    LIMITS,
+    NewException,
+    ReconException,
+    Severity,
+    Status,
+    build_exception,
+    parse_uuid,
+    validate_new_exception,
+)
+from server.domain.history import Action, HistoryEntry, change
+from server.domain.paging import (
+    ExceptionFilter,
+    ExceptionQuery,
+    PageAfter,
+    decode_cursor,
+    encode_cursor,
+    parse_limit,
+    parse_sort,
+    sort_value,
+)
+from server.domain.ports import UnitOfWork, UnitOfWorkFactory
+from server.services.clock import Clock, utc_now
+
+MAX_BATCH_CREATE = 1000
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ListRequest:
+    status: Status | None = None
+    severity: Severity | None = None
+    assigned_to: str = ""
+    external_system: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    cursor: str = ""
+    limit: int = 0
+    sort_by: str = ""
+    sort_order: str = ""
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str
+    limit: int
+
+    @property
+    def has_more(self) -> bool:
+        return bool(self.next_cursor)
+
+
+@dataclass(frozen=True)
+class CallbackReport:
+    external_system: str
+    external_issue_id: str
+    status: Status | None
+    assignee: str = ""
+    resolution_notes: str = ""
+
+
+def _parse_time(value: str, field_name: str, v: Violations) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        v.add(field_name, "must be an RFC 3339 time like 2026-01-31T00:00:00Z")
+        return None
+    if parsed.tzinfo is None:
+        v.add(field_name, "must include a UTC offset (e.g. Z)")
+        return None
+    return parsed
+
+
+def _page(rows: list[T], limit: int, scope: str, key: Callable[[T], PageAfter]) -> Page[T]:
+    if len(rows) <= limit:
+        return Page(rows, "", limit)
+    items = rows[:limit]
+    return Page(items, encode_cursor(scope, key(items[-1])), limit)
+
+
+class ExceptionService:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    # -- create ---------------------------------------------------------------------------
+
+    def create(self, principal: Principal, item: NewException) -> ReconException:
+        return self.batch_create(principal, [item], prefix_fields=False)[0]
+
+    def batch_create(
+        self, principal: Principal, items: list[NewException], prefix_fields: bool = True
+    ) -> list[ReconException]:
+        if not 1 <= len(items) <= MAX_BATCH_CREATE:
+            raise InvalidArgument.field("exceptions", f"must contain 1-{MAX_BATCH_CREATE} items")
+        now = self._clock()
+        violations = Violations()
+        for index, item in enumerate(items):
+            try:
+                validate_new_exception(item, now, prefix=f"exceptions[{index}]." if prefix_fields else "")
+            except DomainError as exc:
+                for violation in exc.violations:
+                    violations.add(violation.field, violation.description)
+        violations.raise_if_any()  # all-or-nothing: one bad item refuses the whole batch
+        created = [build_exception(principal.tenant_id, item, now) for item in items]
+        history = [
+            HistoryEntry.record(
+                principal.tenant_id,
+                e.id,
+                Action.CREATE,
+                principal.token_id,
+                now,
+                {"status": e.status.name, "severity": e.severity.name},
+            )
+            for e in created
+        ]
+        with self._uow(write=True) as uow:
+            uow.exceptions.add_many(created)
+            uow.history.add_many(history)
+        return created
+
+    # -- read -----------------------------------------------------------------------------
+
+    def get(self, principal: Principal, exception_id: str) -> ReconException:
+        exception_id = parse_uuid(exception_id, "exception_id")
+        with self._uow(write=False) as uow:
+            return self._load(uow, principal, exception_id)
+
+    @staticmethod
+    def _load(uow: UnitOfWork, principal: Principal, exception_id: str) -> ReconException:
+        found = uow.exceptions.get(principal.tenant_id, exception_id)
+        if found is None:
+            raise NotFound("exception not found")
+        return found
+
+    def list(self, principal: Principal, request: ListRequest) -> Page[ReconException]:
+        v = Violations()
+        limit = parse_limit(request.limit, v)
+        sort_by, descending = parse_sort(request.sort_by, request.sort_order, v)
+        for name, value in (
+            ("assigned_to", request.assigned_to),
+            ("external_system", request.external_system),
+        ):
+            if len(value) > 255:
+                v.add(name, "must be at most 255 characters")
+        filters = ExceptionFilter(
+            status=request.status,
+            severity=request.severity,
+            assigned_to=request.assigned_to or None,
+            external_system=request.external_system.upper() or None,
+            date_from=_parse_time(request.date_from, "date_from", v),
+            date_to=_parse_time(request.date_to, "date_to", v),
+        )
+        v.raise_if_any()
+        scope = f"{sort_by}:{'desc' if descending else 'asc'}:{filters.digest()}"
+        after = decode_cursor(request.cursor, scope)
+        query = ExceptionQuery(filters, sort_by, descending, limit, after)
+        with self._uow(write=False) as uow:
+            rows = uow.exceptions.list(principal.tenant_id, query)
+        return _page(rows, limit, scope, lambda e: PageAfter(sort_value(e, sort_by), e.id))
+
+    def history(self, principal: Principal, exception_id: str, cursor: str, limit: int) -> Page[HistoryEntry]:
+        exception_id = parse_uuid(exception_id, "exception_id")
+        v = Violations()
+        limit = parse_limit(limit, v)
+        v.raise_if_any()
+        scope = f"history:{exception_id}"
+        after = decode_cursor(cursor, scope)
+        with self._uow(write=False) as uow:
+            self._load(uow, principal, exception_id)
+            rows = uow.history.list(principal.tenant_id, exception_id, after, limit)
+        return _page(rows, limit, scope, lambda h: PageAfter(sort_value(h, "created_at"), h.id))
+
+    # -- bulk changes ---------------------------------------------------------------------
+
+    def bulk_assign(self, principal: Principal, raw_ids: list[str], assignee: str) -> BulkOutcome:
+        v = Violations()
+        if not assignee.strip():
+            v.add("assignee", "is required")
+        elif len(assignee) > LIMITS["assignee"]:
+            v.add("assignee", f"must be at most {LIMITS['assignee']} characters")
+        v.raise_if_any()
+        ids = unique_ids(raw_ids)
+
+        def apply(e: ReconException, now: datetime) -> tuple[ReconException, HistoryEntry]:
+            updated = e.assign(assignee.strip(), now)
+            changes = {"status": change(e.status.name, updated.status.name)}
+            changes["assigned_to"] = change(e.assigned_to, updated.assigned_to)
+            return updated, self._entry(principal, e.id, Action.ASSIGN, now, changes)
+
+        return self._bulk_change(principal, ids, apply)
+
+    def bulk_resolve(
+        self, principal: Principal, raw_ids: list[str], resolution: str, reason: str
+    ) -> BulkOutcome:
+        v = Violations()
+        if not resolution.strip():
+            v.add("resolution", "is required")
+        elif len(resolution) > LIMITS["resolution"]:
+            v.add("resolution", f"must be at most {LIMITS['resolution']} characters")
+        if len(reason) > LIMITS["resolution_reason"]:
+            v.add("reason", f"must be at most {LIMITS['resolution_reason']} characters")
+        v.raise_if_any()
+        ids = unique_ids(raw_ids)
+
+        def apply(e: ReconException, now: datetime) -> tuple[ReconException, HistoryEntry]:
+            updated = e.resolve(resolution.strip(), reason.strip(), now)
+            changes = {"status": change(e.status.name, updated.status.name), "resolution": resolution}
+            return updated, self._entry(principal, e.id, Action.RESOLVE, now, changes)
+
+        return self._bulk_change(principal, ids, apply)
+
+    def _entry(
+        self, principal: Principal, eid: str, action: Action, now: datetime, changes: dict
+    ) -> HistoryEntry:
+        return HistoryEntry.record(principal.tenant_id, eid, action, principal.token_id, now, changes)
+
+    def _bulk_change(
+        self,
+        principal: Principal,
+        ids: list[str],
+        apply: Callable[[ReconException, datetime], tuple[ReconException, HistoryEntry]],
+    ) -> BulkOutcome:
+        """One read of all rows, per-item rules, one batched write: O(1) statements per batch."""
+        outcome = BulkOutcome(ids)
+        now = self._clock()
+        updated: list[ReconException] = []
+        history: list[HistoryEntry] = []
+        with self._uow(write=True) as uow:
+            found = uow.exceptions.get_many(principal.tenant_id, ids)
+            for eid in ids:
+                try:
+                    if eid not in found:
+                        raise NotFound("exception not found")
+                    new, entry = apply(found[eid], now)
+                except DomainError as exc:
+                    outcome.fail(eid, exc)
+                    continue
+                updated.append(new)
+                history.append(entry)
+                outcome.succeeded.append(eid)
+            uow.exceptions.update_many(updated)
+            uow.history.add_many(history)
+        return outcome
+
+    # -- callbacks from target systems --------------------------------------------------------
+
+    def callback(self, principal: Principal, exception_id: str, report: CallbackReport) -> None:
+        exception_id = parse_uuid(exception_id, "exception_id")
+        v = Violations()
+        if report.status not in (Status.ASSIGNED, Status.RESOLVED):
+            v.add("status", "must be ASSIGNED or RESOLVED")
+        if not report.external_system.strip():
+            v.add("external_system", "is required")
+        if not report.external_issue_id.strip():
+            v.add("external_issue_id", "is required")
+        if len(report.assignee) > LIMITS["assignee"]:
+            v.add("assignee", f"must be at most {LIMITS['assignee']} characters")
+        if len(report.resolution_notes) > LIMITS["resolution_reason"]:
+            v.add("resolution_notes", f"must be at most {LIMITS['resolution_reason']} characters")
+        v.raise_if_any()
+        now = self._clock()
+        with self._uow(write=True) as uow:
+            current = self._load(uow, principal, exception_id)
+            linked = (current.external_system or "").upper() == report.external_system.strip().upper()
+            if not linked or current.external_issue_id != report.external_issue_id.strip():
+                raise FailedPrecondition(
+                    "exception is not linked to that external issue", reason="INVALID_STATE"
+                )
+            if current.status is Status.RESOLVED and report.status is Status.RESOLVED:
+                return  # a target repeating itself; nothing changes
+            if report.status is Status.ASSIGNED:
+                new = current.assign(report.assignee.strip() or current.external_system or "", now)
+            else:
+                notes = report.resolution_notes.strip() or f"resolved in {current.external_system}"
+                new = current.resolve(notes, f"resolved in {current.external_system}", now)
+            changes = {
+                "status": change(current.status.name, new.status.name),
+                "external_system": current.external_system,
+                "external_issue_id": current.external_issue_id,
+            }
+            uow.exceptions.update_many([new])
+            uow.history.add_many([self._entry(principal, exception_id, Action.CALLBACK, now, changes)])
