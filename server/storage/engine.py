@@ -1,0 +1,87 @@
+"""Engines for the two supported databases: SQLite (the embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+# Every statement waits this long for SQLite's single writer lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _json_default(value: Any) -> Any:
+    # History `changes` may carry a Decimal or a datetime; store them as the API prints them.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine for `sqlite:///path` (parent directory created) or `postgresql+psycopg://...`."""
+    parsed = make_url(url)
+    # Threads beyond pool_size + max_overflow wait for a connection (pool_timeout, 30 s).
+    pool = {"pool_size": pool_size, "max_overflow": max(2, pool_size // 2)}
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, pool)
+    return sa.create_engine(
+        parsed,
+        **pool,
+        pool_pre_ping=True,  # a replica outlives database restarts and failovers
+        pool_recycle=1800,
+        json_serializer=_json_dumps,
+    )
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _sqlite_engine(url: str, pool: dict[str, Any]) -> Engine:
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        # An in-memory database is private to one connection, so the pool would hand out empty
+        # databases; tests use a temporary file instead (tests/support/databases.py).
+        raise ValueError("use a file-backed SQLite URL such as sqlite:///var/reconrouter.db")
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # File databases get a QueuePool; pysqlite's same-thread check is off there (SQLAlchemy's default).
+    engine = sa.create_engine(url, json_serializer=_json_dumps, **pool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy's recipe "Serializable isolation / Savepoints / Transactional DDL": stop pysqlite
+        # from issuing (or skipping) BEGIN itself; _on_begin below emits it.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # WAL: readers never block the writer nor the writer the readers.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # Durable across application crashes; only an OS crash may lose the last commits.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred transaction that reads and then writes must upgrade its lock, and in WAL mode
+        # that upgrade fails at once ("database is locked") when another writer got in first:
+        # busy_timeout does not apply. Taking the write lock up front makes writers queue on
+        # busy_timeout instead. Readers keep a plain deferred BEGIN and never block anyone.
+        write = conn.get_execution_options().get("write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine

@@ -1,0 +1,154 @@
+"""Reconciliation exceptions: batched reads and writes, filtered keyset listing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from server.domain.exceptions import ReconException, Severity, Status
+from server.domain.paging import ExceptionQuery
+from server.storage.repositories._common import canonical_uuids, keyset_after
+from server.storage.tables import exceptions as t
+
+SORT_COLUMNS: dict[str, sa.Column[Any]] = {
+    "created_at": t.c.created_at,
+    "updated_at": t.c.updated_at,
+    "severity": t.c.severity,
+    "status": t.c.status,
+    "id": t.c.id,
+}
+
+# What update_many rewrites: everything but the identity and the creation facts.
+_MUTABLE = (
+    "transaction_id",
+    "severity",
+    "status",
+    "reason",
+    "amount",
+    "currency",
+    "source",
+    "assigned_to",
+    "due_at",
+    "external_system",
+    "external_issue_id",
+    "resolution_notes",
+    "resolution_reason",
+    "metadata_json",
+    "updated_at",
+    "occurred_at",
+)
+
+# executemany UPDATE: the SET clause comes from the parameter keys named like columns; the WHERE
+# parameters need names that are not column names.
+_UPDATE = sa.update(t).where(t.c.id == sa.bindparam("b_id"), t.c.tenant_id == sa.bindparam("b_tenant_id"))
+
+
+def _to_row(e: ReconException) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "tenant_id": e.tenant_id,
+        "transaction_id": e.transaction_id,
+        "severity": int(e.severity),
+        "status": int(e.status),
+        "reason": e.reason,
+        "amount": e.amount,
+        "currency": e.currency,
+        "source": e.source,
+        "assigned_to": e.assigned_to,
+        "due_at": e.due_at,
+        # Upper-case so the list filter is an indexed equality, whatever case a caller used.
+        "external_system": e.external_system.upper() if e.external_system is not None else None,
+        "external_issue_id": e.external_issue_id,
+        "resolution_notes": e.resolution_notes,
+        "resolution_reason": e.resolution_reason,
+        "metadata_json": dict(e.metadata),
+        "created_at": e.created_at,
+        "updated_at": e.updated_at,
+        "occurred_at": e.occurred_at,
+    }
+
+
+def _from_row(r: Row[Any]) -> ReconException:
+    return ReconException(
+        id=r.id,
+        tenant_id=r.tenant_id,
+        transaction_id=r.transaction_id,
+        severity=Severity(r.severity),
+        status=Status(r.status),
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        occurred_at=r.occurred_at,
+        reason=r.reason,
+        amount=r.amount,
+        currency=r.currency,
+        source=r.source,
+        assigned_to=r.assigned_to,
+        due_at=r.due_at,
+        external_system=r.external_system,
+        external_issue_id=r.external_issue_id,
+        resolution_notes=r.resolution_notes,
+        resolution_reason=r.resolution_reason,
+        metadata=dict(r.metadata_json or {}),
+    )
+
+
+class SqlExceptionRepository:
+    def __init__(self, connection: Connection, *, lock_rows: bool = False) -> None:
+        self._conn = connection
+        # In a write unit of work, reads lock the rows they return (SELECT ... FOR UPDATE on
+        # PostgreSQL; SQLite ignores it, BEGIN IMMEDIATE already serialises writers), so two
+        # concurrent read-modify-write calls cannot lose an update or reopen a resolved exception.
+        self._lock_rows = lock_rows
+
+    def add_many(self, items: list[ReconException]) -> None:
+        if items:
+            self._conn.execute(sa.insert(t), [_to_row(e) for e in items])
+
+    def get(self, tenant_id: str, exception_id: str) -> ReconException | None:
+        return self.get_many(tenant_id, [exception_id]).get(exception_id)
+
+    def get_many(self, tenant_id: str, ids: Iterable[str]) -> dict[str, ReconException]:
+        wanted = canonical_uuids(ids)
+        if not wanted:
+            return {}
+        stmt = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id.in_(wanted))
+        if self._lock_rows:
+            stmt = stmt.order_by(t.c.id).with_for_update()  # one lock order: no deadlocks
+        return {r.id: _from_row(r) for r in self._conn.execute(stmt)}
+
+    def update_many(self, items: list[ReconException]) -> None:
+        if not items:
+            return
+        params = []
+        for e in items:
+            row = _to_row(e)
+            params.append(
+                {"b_id": row["id"], "b_tenant_id": row["tenant_id"]} | {k: row[k] for k in _MUTABLE}
+            )
+        self._conn.execute(_UPDATE, params)
+
+    def list(self, tenant_id: str, query: ExceptionQuery) -> list[ReconException]:
+        f = query.filter
+        where: list[sa.ColumnElement[bool]] = [t.c.tenant_id == tenant_id]
+        if f.status is not None:
+            where.append(t.c.status == int(f.status))
+        if f.severity is not None:
+            where.append(t.c.severity == int(f.severity))
+        if f.assigned_to is not None:
+            where.append(t.c.assigned_to == f.assigned_to)
+        if f.external_system is not None:
+            where.append(t.c.external_system == f.external_system.strip().upper())
+        if f.date_from is not None:
+            where.append(t.c.created_at >= f.date_from)
+        if f.date_to is not None:
+            where.append(t.c.created_at < f.date_to)
+        column = SORT_COLUMNS[query.sort_by]
+        if query.after is not None:
+            where.append(keyset_after(column, t.c.id, query.sort_by, query.after, query.descending))
+        keys = [column] if column is t.c.id else [column, t.c.id]
+        order = [k.desc() for k in keys] if query.descending else [k.asc() for k in keys]
+        stmt = sa.select(t).where(*where).order_by(*order).limit(query.limit + 1)
+        return [_from_row(r) for r in self._conn.execute(stmt)]

@@ -1,0 +1,116 @@
+"""The schema, as SQLAlchemy Core tables. migrations/versions/ must create exactly this
+(tests/integration/storage/test_migrations.py compares them)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from server.storage.types import ExactDecimal, UtcDateTime
+
+# Deterministic constraint names, so later migrations can drop/alter them by name on both databases.
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Native 16-byte uuid on PostgreSQL (smaller indexes at 1M rows), CHAR(32) hex on SQLite; both read
+# back as the canonical lower-case string the domain uses, and both sort like that string.
+UuidStr = sa.Uuid(as_uuid=False)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),  # comma-separated
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex, never plaintext
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+exceptions = sa.Table(
+    "exceptions",
+    metadata,
+    sa.Column("id", UuidStr, primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("transaction_id", sa.String(255), nullable=False),
+    sa.Column("severity", sa.SmallInteger, nullable=False),  # domain Severity value (sorts LOW..CRITICAL)
+    sa.Column("status", sa.SmallInteger, nullable=False),  # domain Status value (sorts by lifecycle)
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("amount", ExactDecimal, nullable=True),
+    sa.Column("currency", sa.String(3), nullable=True),
+    sa.Column("source", sa.String(255), nullable=False),
+    sa.Column("assigned_to", sa.String(255), nullable=True),
+    sa.Column("due_at", UtcDateTime, nullable=True),
+    sa.Column("external_system", sa.String(32), nullable=True),  # stored upper-case
+    sa.Column("external_issue_id", sa.String(255), nullable=True),
+    sa.Column("resolution_notes", sa.Text, nullable=True),
+    sa.Column("resolution_reason", sa.Text, nullable=True),
+    sa.Column("metadata_json", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("occurred_at", UtcDateTime, nullable=False),
+    # One index per list shape (see repositories/exceptions.py): every index ends in `id` so a
+    # keyset page is a single index range scan with no sort, even among equal sort values.
+    # Sort-only shapes (no filter, or a filter the planner can check while walking the index):
+    sa.Index("ix_exceptions_tenant_created", "tenant_id", "created_at", "id"),
+    sa.Index("ix_exceptions_tenant_updated", "tenant_id", "updated_at", "id"),
+    sa.Index("ix_exceptions_tenant_severity", "tenant_id", "severity", "id"),
+    sa.Index("ix_exceptions_tenant_status", "tenant_id", "status", "id"),
+    sa.Index("ix_exceptions_tenant_id", "tenant_id", "id"),  # sort_by=id; the pk alone is not per tenant
+    # Selective filters with the default sort (newest first): the work queues people actually open.
+    sa.Index("ix_exceptions_tenant_status_created", "tenant_id", "status", "created_at", "id"),
+    sa.Index("ix_exceptions_tenant_assignee_created", "tenant_id", "assigned_to", "created_at", "id"),
+    sa.Index("ix_exceptions_tenant_external_created", "tenant_id", "external_system", "created_at", "id"),
+)
+
+exception_history = sa.Table(
+    "exception_history",
+    metadata,
+    sa.Column("id", UuidStr, primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("exception_id", UuidStr, sa.ForeignKey("exceptions.id"), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("actor_id", sa.String(64), nullable=False),
+    sa.Column("changes", sa.JSON, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_exception_history_tenant_exception", "tenant_id", "exception_id", "created_at", "id"),
+)
+
+dispatches = sa.Table(
+    "dispatches",
+    metadata,
+    # Keys are deterministic per tenant (dispatch:{TARGET}:{exception_id}[:{queue}]); tenant first so
+    # a batch lookup is one range of the primary key.
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(600), primary_key=True),
+    sa.Column("exception_id", UuidStr, sa.ForeignKey("exceptions.id"), nullable=False),
+    sa.Column("target_system", sa.String(32), nullable=False),
+    sa.Column("queue", sa.String(255), nullable=False),
+    sa.Column("external_reference", sa.String(255), nullable=True),
+    sa.Column("acknowledged", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("completed_at", UtcDateTime, nullable=True),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("rpc", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # 'in_progress' | 'completed'
+    sa.Column("response", sa.LargeBinary, nullable=True),  # serialized response message
+    sa.Column("response_type", sa.String(255), nullable=True),  # its full proto name
+    sa.Column("locked_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_idempotency_keys_expires_at", "expires_at"),  # the purge of expired keys
+)

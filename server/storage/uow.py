@@ -1,0 +1,138 @@
+"""Units of work: one connection and one transaction, with the repositories bound to it.
+
+One transaction per call, owned by the outermost piece that needs it (docs ARCHITECTURE.md): the
+idempotency interceptor opens `factory.outer(write=True)`, and every `factory(write=...)` made by the
+handler while that block is active joins it, so the handler's writes and the stored response commit
+together, or not at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Self
+
+from sqlalchemy.engine import Connection, Engine, RootTransaction
+
+from server.storage.repositories import (
+    SqlDispatchRepository,
+    SqlExceptionRepository,
+    SqlHistoryRepository,
+    SqlTokenRepository,
+)
+
+
+class SqlUnitOfWork:
+    """Commits when the block ends normally, rolls back otherwise, always returns the connection.
+
+    A joined unit of work (made while an outer one is active) shares the outer connection and
+    transaction and neither commits nor rolls back: the outer one decides. An exception that
+    leaves the joined block still reaches the outer one, which then rolls back; code that catches
+    it in between and carries on keeps the joined block's writes (use a nested `outer()` to get a
+    savepoint instead).
+    """
+
+    def __init__(self, engine: Engine, *, write: bool, parent: SqlUnitOfWork | None = None) -> None:
+        self._engine = engine
+        self.write = write
+        self._parent = parent
+        self._transaction: RootTransaction | None = None
+        self._thread = threading.get_ident()
+        # Set by __enter__.
+        self.connection: Connection
+        self.exceptions: SqlExceptionRepository
+        self.history: SqlHistoryRepository
+        self.dispatches: SqlDispatchRepository
+        self.tokens: SqlTokenRepository
+
+    @property
+    def joined(self) -> bool:
+        return self._parent is not None
+
+    def __enter__(self) -> Self:
+        if self._parent is not None:
+            self.connection = self._parent.connection
+        else:
+            # `write` reaches the engine's "begin" hook: BEGIN IMMEDIATE on SQLite.
+            self.connection = self._engine.connect().execution_options(write=self.write)
+            try:
+                self._transaction = self.connection.begin()
+            except BaseException:
+                self.connection.close()
+                raise
+        lock_rows = self.write
+        self.exceptions = SqlExceptionRepository(self.connection, lock_rows=lock_rows)
+        self.history = SqlHistoryRepository(self.connection)
+        self.dispatches = SqlDispatchRepository(self.connection, lock_rows=lock_rows)
+        self.tokens = SqlTokenRepository(self.connection)
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._transaction is None:
+            return  # joined: the outer unit of work commits or rolls back
+        try:
+            if exc_type is None:
+                self._transaction.commit()
+            else:
+                self._transaction.rollback()
+        finally:
+            self.connection.close()
+
+
+class SqlUnitOfWorkFactory:
+    """Implements server.domain.ports.UnitOfWorkFactory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Per factory, so a unit of work never joins one that belongs to another engine.
+        self._current: ContextVar[SqlUnitOfWork | None] = ContextVar(f"uow_{id(self)}", default=None)
+
+    def __call__(self, *, write: bool, join: bool = True) -> SqlUnitOfWork:
+        """A unit of work; it joins the active `outer()` block unless join=False (for storage-internal
+        work that must commit on its own, such as claiming an idempotency key)."""
+        outer = self._current.get() if join else None
+        if outer is None:
+            return SqlUnitOfWork(self.engine, write=write)
+        _check_joinable(outer, write)
+        return SqlUnitOfWork(self.engine, write=write, parent=outer)
+
+    def current(self) -> SqlUnitOfWork | None:
+        """The active outer unit of work of this context, if any."""
+        return self._current.get()
+
+    @contextmanager
+    def outer(self, *, write: bool = True) -> Iterator[SqlUnitOfWork]:
+        """Opens a unit of work that units of work made inside the block join.
+
+        Nested inside another outer block it runs in a SAVEPOINT of that transaction, so an inner
+        owner (say, one sub-request of /v1/bulk) can fail and roll back its own writes without
+        undoing its siblings'; the outermost block alone commits.
+        """
+        parent = self._current.get()
+        if parent is None:
+            with SqlUnitOfWork(self.engine, write=write) as uow:
+                token = self._current.set(uow)
+                try:
+                    yield uow
+                finally:
+                    self._current.reset(token)
+            return
+        _check_joinable(parent, write)
+        uow = SqlUnitOfWork(self.engine, write=write, parent=parent)
+        with uow, uow.connection.begin_nested():
+            token = self._current.set(uow)
+            try:
+                yield uow
+            finally:
+                self._current.reset(token)
+
+
+def _check_joinable(outer: SqlUnitOfWork, write: bool) -> None:
+    # A connection is not thread-safe; a worker thread that copied the context must open its own.
+    if outer._thread != threading.get_ident():
+        raise RuntimeError("a unit of work cannot join an outer one opened by another thread")
+    # On SQLite a read transaction cannot safely become a write one (see engine.py).
+    if write and not outer.write:
+        raise RuntimeError("a write unit of work cannot join a read-only outer one")
