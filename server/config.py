@@ -1,0 +1,76 @@
+"""All settings, read once from the environment into one typed object (nothing else reads os.environ)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'reconrouter.db'}"
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Each field's environment variable is its upper-case name; defaults are the documented ones.
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    envoy_admin_port: int = 9901
+    database_url: str = DEFAULT_DATABASE_URL
+    db_pool_size: int = 10
+    grpc_max_workers: int = 16
+    max_body_bytes: int = 4 * 1024 * 1024
+    log_level: str = "INFO"
+    dispatch_allow_private_networks: bool = False
+    rate_limit_dispatch_per_minute: int = 50
+    idempotency_ttl_seconds: int = 24 * 3600
+    idempotency_lock_timeout_seconds: int = 60
+    shutdown_grace_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None or raw == "":
+                continue
+            try:
+                if f.type == "int":
+                    values[f.name] = int(raw)
+                elif f.type == "float":
+                    values[f.name] = float(raw)
+                elif f.type == "bool":
+                    values[f.name] = _bool(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise SettingsError(f"{f.name.upper()}: {exc}") from None
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for name in ("grpc_port", "http_port", "envoy_admin_port"):
+            if not 0 < getattr(self, name) < 65536:
+                raise SettingsError(f"{name.upper()} must be a TCP port")
+        if self.max_body_bytes < 1024:
+            raise SettingsError("MAX_BODY_BYTES must be at least 1024")
+        if self.rate_limit_dispatch_per_minute < 0:
+            raise SettingsError("RATE_LIMIT_DISPATCH_PER_MINUTE must be 0 (off) or more")

@@ -1,0 +1,149 @@
+"""The only module that knows both the proto messages and the domain types: pairs of
+to_domain (request -> domain input) and to_proto (domain -> response)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf import struct_pb2, timestamp_pb2
+from reconrouter.exceptions.v1 import exceptions_pb2 as pb
+
+from server.domain.bulk import BulkOutcome
+from server.domain.dispatch import DispatchRecord
+from server.domain.exceptions import NewException, ReconException, Severity, Status, format_amount
+from server.domain.history import HistoryEntry
+from server.services.exceptions import CallbackReport, ListRequest, Page
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.astimezone(UTC))
+    return ts
+
+
+def _datetime(message, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    return getattr(message, field).ToDatetime(tzinfo=UTC)
+
+
+def severity_to_domain(value: int) -> Severity | None:
+    return None if value == pb.SEVERITY_UNSPECIFIED else Severity[pb.Severity.Name(value)]
+
+
+def status_to_domain(value: int) -> Status | None:
+    return None if value == pb.EXCEPTION_STATUS_UNSPECIFIED else Status[pb.ExceptionStatus.Name(value)]
+
+
+def new_exception_to_domain(request: pb.CreateExceptionRequest) -> NewException:
+    return NewException(
+        transaction_id=request.transaction_id,
+        severity=severity_to_domain(request.severity),
+        reason=request.reason,
+        amount=request.amount if request.HasField("amount") else None,
+        currency=request.currency if request.HasField("currency") else None,
+        source=request.source,
+        due_at=_datetime(request, "due_at"),
+        metadata=dict(request.metadata),
+        occurred_at=_datetime(request, "occurred_at"),
+    )
+
+
+def exception_to_proto(e: ReconException) -> pb.ReconciliationException:
+    message = pb.ReconciliationException(
+        id=e.id,
+        transaction_id=e.transaction_id,
+        severity=pb.Severity.Value(e.severity.name),
+        status=pb.ExceptionStatus.Value(e.status.name),
+        reason=e.reason,
+        source=e.source,
+        metadata=e.metadata,
+        created_at=_timestamp(e.created_at),
+        updated_at=_timestamp(e.updated_at),
+        occurred_at=_timestamp(e.occurred_at),
+    )
+    if e.amount is not None:
+        message.amount = format_amount(e.amount)
+    if e.due_at is not None:
+        message.due_at.CopyFrom(_timestamp(e.due_at))
+    for name in ("currency", "assigned_to", "external_system", "external_issue_id"):
+        if getattr(e, name) is not None:
+            setattr(message, name, getattr(e, name))
+    for name in ("resolution_notes", "resolution_reason"):
+        if getattr(e, name) is not None:
+            setattr(message, name, getattr(e, name))
+    return message
+
+
+def list_request_to_domain(request: pb.ListExceptionsRequest) -> ListRequest:
+    return ListRequest(
+        status=status_to_domain(request.status),
+        severity=severity_to_domain(request.severity),
+        assigned_to=request.assigned_to,
+        external_system=request.external_system,
+        date_from=request.date_from,
+        date_to=request.date_to,
+        cursor=request.cursor,
+        limit=request.limit,
+        sort_by=request.sort_by,
+        sort_order=request.sort_order,
+    )
+
+
+def exception_page_to_proto(page: Page[ReconException]) -> pb.ListExceptionsResponse:
+    return pb.ListExceptionsResponse(
+        items=[exception_to_proto(e) for e in page.items],
+        next_cursor=page.next_cursor,
+        limit=page.limit,
+        has_more=page.has_more,
+    )
+
+
+def history_entry_to_proto(entry: HistoryEntry) -> pb.HistoryEntry:
+    changes = struct_pb2.Struct()
+    changes.update(entry.changes)
+    return pb.HistoryEntry(
+        id=entry.id,
+        action=entry.action.value,
+        actor_id=entry.actor_id,
+        changes=changes,
+        created_at=_timestamp(entry.created_at),
+    )
+
+
+def history_page_to_proto(page: Page[HistoryEntry]) -> pb.ListExceptionHistoryResponse:
+    return pb.ListExceptionHistoryResponse(
+        items=[history_entry_to_proto(h) for h in page.items], next_cursor=page.next_cursor
+    )
+
+
+def dispatch_to_proto(record: DispatchRecord) -> pb.DispatchExceptionResponse:
+    return pb.DispatchExceptionResponse(
+        exception_id=record.exception_id,
+        target_system=record.target_system.value,
+        queue=record.queue,
+        external_reference=record.external_reference or "",
+        acknowledged=record.acknowledged,
+        dispatched_at=_timestamp(record.completed_at or record.created_at),
+    )
+
+
+def bulk_outcome_to_proto(outcome: BulkOutcome) -> pb.BulkResult:
+    return pb.BulkResult(
+        succeeded=outcome.succeeded,
+        failed=[
+            pb.BulkItemFailure(exception_id=f.exception_id, error=f.error, reason=f.reason)
+            for f in outcome.failed
+        ],
+        total=outcome.total,
+    )
+
+
+def callback_to_domain(request: pb.ReceiveCallbackRequest) -> CallbackReport:
+    return CallbackReport(
+        external_system=request.external_system,
+        external_issue_id=request.external_issue_id,
+        status=status_to_domain(request.status),
+        assignee=request.assignee,
+        resolution_notes=request.resolution_notes,
+    )

@@ -1,0 +1,61 @@
+"""Outermost interceptor: the request id, the call's response headers and one access-log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import grpc
+
+from server.rpc import call_state
+from server.rpc.interceptors.base import Behavior, UnaryInterceptor
+from server.rpc.metadata import metadata_value
+from server.rpc.methods import MethodInfo
+
+_ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+access_log = logging.getLogger("reconrouter.access")
+
+
+def request_id_from(context: grpc.ServicerContext) -> str:
+    """The caller's id when it is sane (it is echoed into headers and logs), else a fresh one."""
+    given = metadata_value(context, "x-request-id")
+    return given if given and _ACCEPTABLE_ID.match(given) else str(uuid.uuid4())
+
+
+class RequestIdInterceptor(UnaryInterceptor):
+    def __init__(self, methods: dict[str, MethodInfo]) -> None:
+        self._methods = methods
+
+    def around(self, method: str, request: Any, context: grpc.ServicerContext, proceed: Behavior) -> Any:
+        state = call_state.CallState(request_id_from(context), method, self._methods.get(method))
+        token = call_state.enter(state)
+        try:
+            response = proceed(request, context)
+            # Initial metadata can be sent once per call: this is the one place that sends it.
+            context.send_initial_metadata(
+                (("x-request-id", state.request_id), *state.response_headers.items())
+            )
+            return response
+        except BaseException:
+            if state.code == "OK":  # an error that skipped the error interceptor (should not happen)
+                state.code = "UNKNOWN"
+            raise
+        finally:
+            self._log(state)
+            call_state.leave(token)
+
+    @staticmethod
+    def _log(state: call_state.CallState) -> None:
+        access_log.info(
+            "call",
+            extra={
+                "rpc": state.method,
+                "code": state.code,
+                "reason": state.reason or None,
+                "duration_ms": round((time.perf_counter() - state.started) * 1000, 2),
+                "tenant": state.principal.tenant_id if state.principal else None,
+            },
+        )

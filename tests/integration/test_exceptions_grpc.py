@@ -1,0 +1,215 @@
+"""ExceptionsService over real gRPC (pytest-grpc's threaded server) with the real interceptor chain
+and real storage (SQLite always, PostgreSQL when TEST_DATABASE_URL is set)."""
+
+import uuid
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from reconrouter.exceptions.v1 import exceptions_pb2 as pb
+
+
+def error_reason(err: grpc.RpcError) -> str:
+    trailers = dict(err.trailing_metadata())
+    status = status_pb2.Status.FromString(trailers["grpc-status-details-bin"])
+    info = error_details_pb2.ErrorInfo()
+    next(d for d in status.details if d.Is(info.DESCRIPTOR)).Unpack(info)
+    return info.reason
+
+
+def call_error(fn, *args, **kwargs) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as err:
+        fn(*args, **kwargs)
+    return err.value
+
+
+def test_create_then_get_round_trips_and_classifies(stub, auth):
+    created, call = stub.CreateException.with_call(
+        pb.CreateExceptionRequest(
+            transaction_id="txn-1", amount="15000.00", currency="USD", metadata={"k": "v"}
+        ),
+        metadata=[*auth("writer"), ("x-request-id", "rid-42")],
+    )
+    assert dict(call.initial_metadata())["x-request-id"] == "rid-42"
+    assert created.severity == pb.HIGH and created.status == pb.OPEN
+    fetched = stub.GetException(pb.GetExceptionRequest(exception_id=created.id), metadata=auth("reader"))
+    assert fetched == created
+
+
+def test_other_tenants_rows_are_not_found(stub, auth, make_exception):
+    mine = make_exception()
+    err = call_error(stub.GetException, pb.GetExceptionRequest(exception_id=mine.id), metadata=auth("other"))
+    assert err.code() is grpc.StatusCode.NOT_FOUND and error_reason(err) == "NOT_FOUND"
+    result = stub.BulkAssignExceptions(
+        pb.BulkAssignExceptionsRequest(exception_ids=[mine.id], assignee="mallory"), metadata=auth("other")
+    )
+    assert [f.error for f in result.failed] == ["exception not found"]
+    listed = stub.ListExceptions(pb.ListExceptionsRequest(limit=200), metadata=auth("other"))
+    assert mine.id not in {e.id for e in listed.items}
+
+
+def test_missing_scope_is_permission_denied(stub, auth):
+    err = call_error(
+        stub.CreateException, pb.CreateExceptionRequest(transaction_id="x"), metadata=auth("reader")
+    )
+    assert err.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_bad_input_is_invalid_argument_with_field(stub, auth):
+    err = call_error(stub.GetException, pb.GetExceptionRequest(exception_id="nope"), metadata=auth("reader"))
+    assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(err.trailing_metadata())["x-http-status"] == "400"
+
+
+def test_bulk_assign_mixed_outcomes_keep_order_and_collapse_duplicates(stub, auth, make_exception):
+    a, b = make_exception(), make_exception()
+    missing = str(uuid.uuid4())
+    stub.BulkResolveExceptions(
+        pb.BulkResolveExceptionsRequest(exception_ids=[b.id], resolution="done"), metadata=auth("writer")
+    )
+    result = stub.BulkAssignExceptions(
+        pb.BulkAssignExceptionsRequest(exception_ids=[missing, a.id, b.id, a.id], assignee="alice"),
+        metadata=auth("writer"),
+    )
+    assert list(result.succeeded) == [a.id]
+    assert [(f.exception_id, f.error) for f in result.failed] == [
+        (missing, "exception not found"),
+        (b.id, "exception is resolved"),
+    ]
+    assert result.total == 3
+    got = stub.GetException(pb.GetExceptionRequest(exception_id=a.id), metadata=auth("reader"))
+    assert (got.status, got.assigned_to) == (pb.ASSIGNED, "alice")
+
+
+def test_dispatch_manual_is_recorded_once_and_answers_the_same_ticket(stub, auth, make_exception):
+    e = make_exception()
+    first = stub.DispatchException(
+        pb.DispatchExceptionRequest(exception_id=e.id, target_system="manual", queue="ops"),
+        metadata=auth("dispatcher"),
+    )
+    again = stub.DispatchException(
+        pb.DispatchExceptionRequest(exception_id=e.id, target_system="MANUAL", queue="ops"),
+        metadata=auth("dispatcher"),
+    )
+    assert first.acknowledged and first.external_reference.startswith("MANUAL-")
+    assert again == first
+    got = stub.GetException(pb.GetExceptionRequest(exception_id=e.id), metadata=auth("reader"))
+    assert (got.external_system, got.external_issue_id) == ("MANUAL", first.external_reference)
+    history = stub.ListExceptionHistory(
+        pb.ListExceptionHistoryRequest(exception_id=e.id), metadata=auth("reader")
+    )
+    assert [h.action for h in history.items] == ["CREATE", "DISPATCH"]
+
+
+@pytest.mark.parametrize(
+    ("target", "code", "reason"),
+    [
+        ("JIRA", grpc.StatusCode.FAILED_PRECONDITION, "TARGET_NOT_CONFIGURED"),
+        ("EMAIL", grpc.StatusCode.FAILED_PRECONDITION, "UNSUPPORTED_TARGET_SYSTEM"),
+        ("", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+    ],
+)
+def test_bulk_dispatch_request_level_refusals(stub, auth, make_exception, target, code, reason):
+    e = make_exception()
+    err = call_error(
+        stub.BulkDispatchExceptions,
+        pb.BulkDispatchExceptionsRequest(exception_ids=[e.id], target_system=target),
+        metadata=auth("dispatcher"),
+    )
+    assert (err.code(), error_reason(err)) == (code, reason)
+
+
+def test_bulk_dispatch_all_items_failing_is_still_a_result(stub, auth):
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    result = stub.BulkDispatchExceptions(
+        pb.BulkDispatchExceptionsRequest(exception_ids=ids, target_system="MANUAL"),
+        metadata=auth("dispatcher"),
+    )
+    assert list(result.succeeded) == [] and [f.exception_id for f in result.failed] == ids
+
+
+def test_single_dispatch_of_resolved_is_422_invalid_state(stub, auth, make_exception):
+    e = make_exception()
+    stub.BulkResolveExceptions(
+        pb.BulkResolveExceptionsRequest(exception_ids=[e.id], resolution="done"), metadata=auth("writer")
+    )
+    err = call_error(
+        stub.DispatchException,
+        pb.DispatchExceptionRequest(exception_id=e.id, target_system="MANUAL"),
+        metadata=auth("dispatcher"),
+    )
+    assert error_reason(err) == "INVALID_STATE"
+    assert dict(err.trailing_metadata())["x-http-status"] == "422"
+
+
+def test_callback_resolves_a_dispatched_exception(stub, auth, make_exception):
+    e = make_exception()
+    sent = stub.DispatchException(
+        pb.DispatchExceptionRequest(exception_id=e.id, target_system="MANUAL"), metadata=auth("dispatcher")
+    )
+    wrong = call_error(
+        stub.ReceiveCallback,
+        pb.ReceiveCallbackRequest(
+            exception_id=e.id, external_system="MANUAL", external_issue_id="OTHER", status=pb.RESOLVED
+        ),
+        metadata=auth("writer"),
+    )
+    assert error_reason(wrong) == "INVALID_STATE"
+    answer = stub.ReceiveCallback(
+        pb.ReceiveCallbackRequest(
+            exception_id=e.id,
+            external_system="manual",
+            external_issue_id=sent.external_reference,
+            status=pb.RESOLVED,
+            resolution_notes="fixed upstream",
+        ),
+        metadata=auth("writer"),
+    )
+    assert answer.status == "accepted"
+    got = stub.GetException(pb.GetExceptionRequest(exception_id=e.id), metadata=auth("reader"))
+    assert (got.status, got.resolution_notes) == (pb.RESOLVED, "fixed upstream")
+
+
+def test_batch_create_is_all_or_nothing(stub, auth):
+    before = stub.ListExceptions(pb.ListExceptionsRequest(limit=200), metadata=auth("reader"))
+    err = call_error(
+        stub.BatchCreateExceptions,
+        pb.BatchCreateExceptionsRequest(
+            exceptions=[
+                pb.CreateExceptionRequest(transaction_id="ok"),
+                pb.CreateExceptionRequest(transaction_id=""),
+            ]
+        ),
+        metadata=auth("writer"),
+    )
+    assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
+    after = stub.ListExceptions(pb.ListExceptionsRequest(limit=200), metadata=auth("reader"))
+    assert [e.id for e in after.items] == [e.id for e in before.items]
+    made = stub.BatchCreateExceptions(
+        pb.BatchCreateExceptionsRequest(
+            exceptions=[pb.CreateExceptionRequest(transaction_id=f"b{i}") for i in range(3)]
+        ),
+        metadata=auth("writer"),
+    )
+    assert [e.transaction_id for e in made.exceptions] == ["b0", "b1", "b2"]
+
+
+def test_list_pages_walk_every_row_once(stub, auth):
+    token = auth("pager")
+    made = stub.BatchCreateExceptions(
+        pb.BatchCreateExceptionsRequest(
+            exceptions=[pb.CreateExceptionRequest(transaction_id=f"p{i}") for i in range(25)]
+        ),
+        metadata=token,
+    )
+    seen, cursor = [], ""
+    while True:
+        page = stub.ListExceptions(
+            pb.ListExceptionsRequest(limit=7, cursor=cursor, sort_by="id", sort_order="asc"), metadata=token
+        )
+        seen += [e.id for e in page.items]
+        if not page.has_more:
+            assert page.next_cursor == ""
+            break
+        cursor = page.next_cursor
+    assert seen == sorted(e.id for e in made.exceptions)

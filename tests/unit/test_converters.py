@@ -1,0 +1,85 @@
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from google.protobuf import json_format
+from reconrouter.exceptions.v1 import exceptions_pb2 as pb
+
+from server.domain.bulk import BulkOutcome
+from server.domain.dispatch import DispatchRecord, TargetSystem
+from server.domain.errors import NotFound
+from server.domain.exceptions import NewException, ReconException, Severity, Status
+from server.domain.history import Action, HistoryEntry
+from server.rpc import converters as conv
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def test_create_request_to_domain_keeps_presence():
+    request = pb.CreateExceptionRequest(
+        transaction_id="t-1", severity=pb.HIGH, amount="10.50", metadata={"a": "b"}
+    )
+    request.due_at.FromDatetime(NOW + timedelta(days=1))
+    item = conv.new_exception_to_domain(request)
+    assert item == NewException(
+        "t-1",
+        Severity.HIGH,
+        amount="10.50",
+        currency=None,
+        due_at=NOW.replace(microsecond=123456) + timedelta(days=1),
+        metadata={"a": "b"},
+    )
+    bare = conv.new_exception_to_domain(pb.CreateExceptionRequest(transaction_id="t-2"))
+    assert (bare.severity, bare.amount, bare.due_at, bare.occurred_at) == (None, None, None, None)
+
+
+def test_exception_to_proto_prints_bare_enum_words_and_omits_unset_optionals():
+    e = ReconException(
+        id="6f9619ff-8b86-d011-b42d-00c04fc964ff",
+        tenant_id="t",
+        transaction_id="txn",
+        severity=Severity.CRITICAL,
+        status=Status.ASSIGNED,
+        created_at=NOW,
+        updated_at=NOW,
+        occurred_at=NOW,
+        amount=Decimal("1250.0000"),
+        currency="USD",
+        assigned_to="alice",
+        metadata={"k": "v"},
+    )
+    as_json = json_format.MessageToDict(conv.exception_to_proto(e), preserving_proto_field_name=True)
+    assert as_json["severity"] == "CRITICAL"
+    assert as_json["status"] == "ASSIGNED"
+    assert as_json["amount"] == "1250.00"
+    assert as_json["created_at"] == "2026-11-23T12:00:00.123456Z"
+    assert "external_issue_id" not in as_json and "due_at" not in as_json
+
+
+def test_status_and_severity_round_trip_every_value():
+    for severity in Severity:
+        assert conv.severity_to_domain(pb.Severity.Value(severity.name)) is severity
+    for status in Status:
+        assert conv.status_to_domain(pb.ExceptionStatus.Value(status.name)) is status
+    assert conv.severity_to_domain(pb.SEVERITY_UNSPECIFIED) is None
+
+
+def test_bulk_outcome_to_proto():
+    outcome = BulkOutcome(["a", "b"], succeeded=["a"])
+    outcome.fail("b", NotFound("exception not found"))
+    message = conv.bulk_outcome_to_proto(outcome)
+    assert list(message.succeeded) == ["a"]
+    assert (message.failed[0].exception_id, message.failed[0].error, message.failed[0].reason) == (
+        "b",
+        "exception not found",
+        "NOT_FOUND",
+    )
+    assert message.total == 2
+
+
+def test_history_and_dispatch_to_proto():
+    entry = HistoryEntry("h1", "t", "e1", Action.DISPATCH, "tok", NOW, {"queue": "OPS", "n": 1})
+    message = conv.history_entry_to_proto(entry)
+    assert (message.action, dict(message.changes)) == ("DISPATCH", {"queue": "OPS", "n": 1.0})
+    record = DispatchRecord("k", "t", "e1", TargetSystem.MANUAL, "OPS", NOW, "MANUAL-1", True, NOW)
+    out = conv.dispatch_to_proto(record)
+    assert (out.target_system, out.external_reference, out.acknowledged) == ("MANUAL", "MANUAL-1", True)
