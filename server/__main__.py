@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from server.config import Settings, SettingsError
 from server.domain.auth import SCOPES
@@ -18,23 +19,24 @@ from server.domain.errors import DomainError
 log = logging.getLogger("reconrouter")
 
 
-def _serve(settings: Settings, stop: threading.Event | None = None) -> None:
-    from grpc_health.v1 import health_pb2
-
+def _serve(
+    settings: Settings, stop: threading.Event | None = None, on_ready: Callable[[], None] | None = None
+) -> None:
     from server.bootstrap import build_app, build_grpc_server
 
     app = build_app(settings)
     server, grpc_health = build_grpc_server(app)
     server.start()
     log.info("gRPC server listening", extra={"address": f"{settings.grpc_host}:{settings.grpc_port}"})
+    if on_ready is not None:
+        on_ready()
     stop = stop or threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    # Report NOT_SERVING first so health-checking proxies stop sending new calls, then drain.
+    # Report NOT_SERVING first (every service) so health-checking proxies stop sending new calls,
+    # then let in-flight calls finish within the grace period.
     grpc_health.enter_graceful_shutdown()
-    for name in ("",):
-        grpc_health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     log.info("shutting down", extra={"grace_seconds": settings.shutdown_grace_seconds})
     server.stop(settings.shutdown_grace_seconds).wait()
     app.close()

@@ -71,8 +71,7 @@ def run(settings: Settings, migrate: Callable[[Settings], None], serve: Callable
     stop = threading.Event()
     try:
         wait_until_ready(settings.envoy_admin_port, timeout=15)
-        print(_banner(settings, token), file=sys.stderr, flush=True)
-        serve(settings, stop)
+        serve(settings, stop, on_ready=lambda: print(_banner(settings, token), file=sys.stderr, flush=True))
     finally:
         envoy.terminate()
         try:

@@ -37,3 +37,5 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic narrates every plugin it loads at INFO; operators need only its warnings.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))

@@ -3,13 +3,13 @@
 import pytest
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 from reconrouter.exceptions.v1 import exceptions_pb2_grpc
-from server.storage.migrate import upgrade
-from tests.support.databases import database_urls
 
 from server.bootstrap import build_app
 from server.config import Settings
 from server.domain.auth import SCOPES
 from server.rpc.server import add_servicers
+from server.storage.migrate import upgrade
+from tests.support.databases import database_urls
 
 ROLES = {
     "writer": ["exceptions:read", "exceptions:write"],
