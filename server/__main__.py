@@ -7,39 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
-from collections.abc import Callable
 
 from server.config import Settings, SettingsError
 from server.domain.auth import SCOPES
 from server.domain.errors import DomainError
 
 log = logging.getLogger("reconrouter")
-
-
-def _serve(
-    settings: Settings, stop: threading.Event | None = None, on_ready: Callable[[], None] | None = None
-) -> None:
-    from server.bootstrap import build_app, build_grpc_server
-
-    app = build_app(settings)
-    server, grpc_health = build_grpc_server(app)
-    server.start()
-    log.info("gRPC server listening", extra={"address": f"{settings.grpc_host}:{settings.grpc_port}"})
-    if on_ready is not None:
-        on_ready()
-    stop = stop or threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    # Report NOT_SERVING first (every service) so health-checking proxies stop sending new calls,
-    # then let in-flight calls finish within the grace period.
-    grpc_health.enter_graceful_shutdown()
-    log.info("shutting down", extra={"grace_seconds": settings.shutdown_grace_seconds})
-    server.stop(settings.shutdown_grace_seconds).wait()
-    app.close()
 
 
 def _migrate(settings: Settings) -> None:
@@ -97,13 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     configure(settings.log_level)
     try:
         if args.command == "serve":
-            _serve(settings)
+            from server.serving import serve
+
+            serve(settings)
         elif args.command == "migrate":
             _migrate(settings)
         elif args.command == "run":
             from server.local_run import run
+            from server.serving import serve
 
-            run(settings, _migrate, _serve)
+            run(settings, _migrate, serve)
         else:
             _tokens(settings, args)
     except DomainError as exc:

@@ -42,6 +42,14 @@ class Settings:
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_lock_timeout_seconds: int = 60
     shutdown_grace_seconds: float = 10.0
+    # After SIGTERM the server answers NOT_SERVING but keeps serving this long, so health-checking
+    # proxies (Envoy) stop routing to it before it refuses anything.
+    shutdown_drain_seconds: float = 0.0
+    # Server processes sharing the gRPC port (SO_REUSEPORT); 0 = one per core.
+    workers: int = 0
+    # Prometheus exposition on 127.0.0.1 (METRICS_HOST); 0 = off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,10 +74,18 @@ class Settings:
         settings.validate()
         return settings
 
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
     def validate(self) -> None:
         for name in ("grpc_port", "http_port", "envoy_admin_port"):
             if not 0 < getattr(self, name) < 65536:
                 raise SettingsError(f"{name.upper()} must be a TCP port")
+        if not 0 <= self.metrics_port < 65536:
+            raise SettingsError("METRICS_PORT must be a TCP port, or 0 for off")
+        if self.workers < 0:
+            raise SettingsError("WORKERS must be 0 (one per core) or more")
         if self.max_body_bytes < 1024:
             raise SettingsError("MAX_BODY_BYTES must be at least 1024")
         if self.rate_limit_dispatch_per_minute < 0:

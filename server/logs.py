@@ -19,6 +19,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,  # tells WORKERS apart
         }
         state = call_state.current_or_none()
         if state is not None:

@@ -28,6 +28,7 @@ def build_server(
     *,
     max_workers: int,
     max_message_bytes: int,
+    reuse_port: bool = False,
 ) -> tuple[grpc.Server, health.HealthServicer]:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
@@ -35,6 +36,7 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes * 4),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
     add_servicers(servicers, server)

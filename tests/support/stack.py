@@ -83,6 +83,7 @@ class Stack:
         self.grpc_port = 0
         self.http_port = 0
         self.admin_port = 0
+        self.metrics_port = 0
         self.server_process: subprocess.Popen | None = None
         self.envoy_process: subprocess.Popen | None = None
         self._server_log: IO[bytes] | None = None
@@ -94,6 +95,7 @@ class Stack:
         try:
             # All ports up front, so every subprocess sees the same GRPC_PORT and HTTP_PORT.
             self.grpc_port, self.http_port, self.admin_port = free_port(), free_port(), free_port()
+            self.metrics_port = free_port()
             self.migrate()
             self.start_server()
             self.start_envoy()
@@ -131,6 +133,11 @@ class Stack:
                 "DATABASE_URL": self.database_url,
                 "DISPATCH_ALLOW_PRIVATE_NETWORKS": "true",
                 "LOG_LEVEL": "INFO",
+                "METRICS_PORT": str(self.metrics_port),
+                # One process unless a test asks for more (env={"WORKERS": "2"}).
+                "WORKERS": "1",
+                # Tests dispatch far more than 50 times a minute; rate-limit tests turn it back on.
+                "RATE_LIMIT_DISPATCH_PER_MINUTE": "0",
                 # Log lines reach the file as they happen, not when a buffer fills.
                 "PYTHONUNBUFFERED": "1",
             }

@@ -1,4 +1,5 @@
-"""Outermost interceptor: the request id, the call's response headers and one access-log line."""
+"""Outermost interceptor: the request id, the call's response headers, one access-log line and the
+call's metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -17,6 +19,8 @@ from server.rpc.methods import MethodInfo
 
 _ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 access_log = logging.getLogger("reconrouter.access")
+# (rpc, code, reason, seconds, response headers) -> None; see server/metrics.py.
+CallObserver = Callable[[str, str, str, float, dict[str, str]], None]
 
 
 def request_id_from(context: grpc.ServicerContext) -> str:
@@ -26,8 +30,9 @@ def request_id_from(context: grpc.ServicerContext) -> str:
 
 
 class RequestIdInterceptor(UnaryInterceptor):
-    def __init__(self, methods: dict[str, MethodInfo]) -> None:
+    def __init__(self, methods: dict[str, MethodInfo], observe: CallObserver | None = None) -> None:
         self._methods = methods
+        self._observe = observe
 
     def around(self, method: str, request: Any, context: grpc.ServicerContext, proceed: Behavior) -> Any:
         state = call_state.CallState(request_id_from(context), method, self._methods.get(method))
@@ -44,18 +49,21 @@ class RequestIdInterceptor(UnaryInterceptor):
                 state.code = "UNKNOWN"
             raise
         finally:
-            self._log(state)
+            seconds = time.perf_counter() - state.started
+            self._log(state, seconds)
+            if self._observe is not None:
+                self._observe(state.method, state.code, state.reason, seconds, state.response_headers)
             call_state.leave(token)
 
     @staticmethod
-    def _log(state: call_state.CallState) -> None:
+    def _log(state: call_state.CallState, seconds: float) -> None:
         access_log.info(
             "call",
             extra={
                 "rpc": state.method,
                 "code": state.code,
                 "reason": state.reason or None,
-                "duration_ms": round((time.perf_counter() - state.started) * 1000, 2),
+                "duration_ms": round(seconds * 1000, 2),
                 "tenant": state.principal.tenant_id if state.principal else None,
             },
         )

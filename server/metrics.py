@@ -1,0 +1,66 @@
+"""Prometheus metrics. One Metrics object per process; with WORKERS > 1 the values go to files in
+PROMETHEUS_MULTIPROC_DIR and the supervisor serves their sum (prometheus_client multiprocess mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Latency buckets in seconds, from a cached read to a slow bulk dispatch.
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_IDEMPOTENCY_REASONS = {
+    "IDEMPOTENCY_KEY_IN_USE": "in_use",
+    "IDEMPOTENCY_KEY_REUSED": "reused",
+    "INVALID_IDEMPOTENCY_KEY": "invalid",
+}
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry, pool_checked_out: Callable[[], int] = lambda: 0) -> None:
+        self.registry = registry
+        self._pool_checked_out = pool_checked_out
+        self.calls = Counter(
+            "reconrouter_rpc_calls",
+            "Finished calls by RPC and outcome code",
+            ["rpc", "code"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "reconrouter_rpc_duration_seconds", "Call latency", ["rpc"], buckets=_BUCKETS, registry=registry
+        )
+        self.idempotency = Counter(
+            "reconrouter_idempotency",
+            "Idempotent calls by outcome (executed, replayed, in_use, reused, invalid)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.dispatch_items = Counter(
+            "reconrouter_dispatch_items",
+            "Dispatched exceptions by target system and outcome",
+            ["target", "outcome"],
+            registry=registry,
+        )
+        self.bulk_subrequests = Counter(
+            "reconrouter_bulk_subrequests",
+            "Sub-requests of /v1/bulk by HTTP status class",
+            ["status"],
+            registry=registry,
+        )
+        self.db_pool_checked_out = Gauge(
+            "reconrouter_db_pool_checked_out",
+            "Database connections in use (sampled at the end of each call)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+
+    def observe_call(self, rpc: str, code: str, reason: str, seconds: float, headers: dict[str, str]) -> None:
+        name = rpc.rsplit("/", 1)[-1]
+        self.calls.labels(name, code).inc()
+        self.latency.labels(name).observe(seconds)
+        replayed = headers.get("x-idempotency-replayed")
+        if replayed is not None:
+            self.idempotency.labels("replayed" if replayed == "true" else "executed").inc()
+        elif reason in _IDEMPOTENCY_REASONS:
+            self.idempotency.labels(_IDEMPOTENCY_REASONS[reason]).inc()
+        self.db_pool_checked_out.set(self._pool_checked_out())
