@@ -19,6 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from string import Template
 
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
 DESCRIPTOR = ROOT / "gen" / "reconrouter.pb"
@@ -36,12 +39,25 @@ def discover_services(descriptor_path: Path = DESCRIPTOR, package_prefix: str = 
     as its proto exists; Envoy refuses to start when a listed service is missing, so a hand-kept list
     would have to change in step with proto/ anyway.
     """
-    from google.protobuf import descriptor_pb2
-
     files = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
     return sorted(
         f"{f.package}.{s.name}" for f in files.file if f.package.startswith(package_prefix) for s in f.service
     )
+
+
+def read_rpc_paths(descriptor_path: Path = DESCRIPTOR) -> list[str]:
+    """The gRPC paths whose REST binding is a GET (safe to retry), from the descriptor."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
+    paths = []
+    for f in files.file:
+        for service in f.service:
+            for method in service.method:
+                # Descriptors from a set carry options as unparsed extensions: re-parse to read them.
+                options = descriptor_pb2.MethodOptions.FromString(method.options.SerializeToString())
+                rule = options.Extensions[annotations_pb2.http]
+                if rule.WhichOneof("pattern") == "get":
+                    paths.append(f"/{f.package}.{service.name}/{method.name}")
+    return sorted(paths)
 
 
 def render_config(
@@ -49,30 +65,44 @@ def render_config(
     http_host: str = "127.0.0.1",
     http_port: int,
     grpc_host: str = "127.0.0.1",
-    grpc_port: int,
+    grpc_port: int = 0,
+    upstreams: Sequence[tuple[str, int]] = (),
     admin_port: int,
     descriptor_path: Path = DESCRIPTOR,
     services: Sequence[str],
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     route_timeout_seconds: float = DEFAULT_ROUTE_TIMEOUT_SECONDS,
+    health_check_interval_seconds: float = 1.0,
     out_path: Path,
 ) -> Path:
-    """Write the Envoy bootstrap for these ports to out_path and return it."""
+    """Write the Envoy bootstrap to out_path and return it. The upstream is grpc_host:grpc_port, or
+    several replicas given as `upstreams`."""
     if not services:
         raise ValueError("at least one service must be transcoded")
-    # STATIC needs an IP literal; a host name (e.g. a container name) is resolved by Envoy instead.
+    upstreams = list(upstreams) or [(grpc_host, grpc_port)]
+    # STATIC needs IP literals; host names (e.g. container names) are resolved by Envoy instead.
     try:
-        ipaddress.ip_address(grpc_host)
+        for host, _ in upstreams:
+            ipaddress.ip_address(host)
         cluster_type = "STATIC"
     except ValueError:
         cluster_type = "STRICT_DNS"
+    endpoints = [
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
+        for host, port in upstreams
+    ]
     values = {
         "HTTP_HOST": http_host,
         "HTTP_PORT": int(http_port),
-        "GRPC_HOST": grpc_host,
-        "GRPC_PORT": int(grpc_port),
+        "ENDPOINTS": json.dumps(endpoints),
         "GRPC_CLUSTER_TYPE": cluster_type,
+        "HEALTH_CHECK_INTERVAL": f"{float(health_check_interval_seconds):.3f}s",
+        # One exact-path route each (a single regex of them all exceeds RE2's program size limit).
+        "READ_ROUTES": "\n".join(
+            f"              - {{ match: {{ path: {json.dumps(path)} }}, route: *retry_when_safe }}"
+            for path in read_rpc_paths(descriptor_path)
+        ),
         "ADMIN_PORT": int(admin_port),
         "DESCRIPTOR": str(Path(descriptor_path).resolve()),
         # A JSON list is a valid YAML flow sequence and quotes every name.

@@ -50,7 +50,9 @@ class RequestIdInterceptor(UnaryInterceptor):
             raise
         finally:
             seconds = time.perf_counter() - state.started
-            self._log(state, seconds)
+            # Each Envoy polls grpc.health.v1 every second: successful probes are not worth a line.
+            if state.info is not None or state.code != "OK":
+                self._log(state, seconds)
             if self._observe is not None:
                 self._observe(state.method, state.code, state.reason, seconds, state.response_headers)
             call_state.leave(token)
