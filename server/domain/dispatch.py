@@ -1,13 +1,15 @@
-"""Dispatching an exception to an external system: target names, keys and outcomes."""
+"""Dispatching an exception to an external system: target names, keys, claims and outcomes."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import hashlib
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from server.domain.errors import FailedPrecondition, Violations
+from server.domain.errors import Conflict, DomainError, FailedPrecondition, TargetUnavailable, Violations
 from server.domain.exceptions import ReconException
 
 MAX_NAME = 255
@@ -20,6 +22,17 @@ class TargetSystem(enum.StrEnum):
     MANUAL = "MANUAL"
 
 
+def parse_target_system(target_system: str) -> TargetSystem:
+    try:
+        return TargetSystem(target_system.strip().upper())
+    except ValueError:
+        raise FailedPrecondition(
+            f"unsupported target system {target_system.strip()[:40]!r}; "
+            f"use one of {', '.join(t.value for t in TargetSystem)}",
+            reason="UNSUPPORTED_TARGET_SYSTEM",
+        ) from None
+
+
 def parse_target_request(target_system: str, queue: str) -> tuple[TargetSystem, str]:
     """Validates the shared `target_system` / `queue` fields of single and bulk dispatch."""
     v = Violations()
@@ -30,14 +43,7 @@ def parse_target_request(target_system: str, queue: str) -> tuple[TargetSystem, 
     if len(queue) > MAX_NAME:
         v.add("queue", f"must be at most {MAX_NAME} characters")
     v.raise_if_any()
-    try:
-        return TargetSystem(target_system.strip().upper()), queue.strip()
-    except ValueError:
-        raise FailedPrecondition(
-            f"unsupported target system {target_system.strip()[:40]!r}; "
-            f"use one of {', '.join(t.value for t in TargetSystem)}",
-            reason="UNSUPPORTED_TARGET_SYSTEM",
-        ) from None
+    return parse_target_system(target_system), queue.strip()
 
 
 def dispatch_key(target: TargetSystem, exception_id: str, queue: str) -> str:
@@ -46,17 +52,51 @@ def dispatch_key(target: TargetSystem, exception_id: str, queue: str) -> str:
     return f"{key}:{queue}" if queue else key
 
 
+_PLAIN_QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+def external_marker(target: TargetSystem, exception_id: str, queue: str) -> str:
+    """The dispatch key as the target stores it: a JIRA label, a ServiceNow correlation_id, a webhook
+    X-Idempotency-Key. Those allow no spaces (labels), at most 100 characters (correlation_id) and
+    no commas (ServiceNow's IN queries), so a queue outside [A-Za-z0-9_.-]{1,40} is replaced by a
+    hash of it; the marker stays deterministic, which is all that finding a ticket again needs."""
+    base = f"dispatch:{target.value}:{exception_id}"
+    if not queue:
+        return base
+    if _PLAIN_QUEUE.match(queue):
+        return f"{base}:{queue}"
+    return f"{base}:~{hashlib.sha256(queue.encode()).hexdigest()[:16]}"
+
+
 @dataclass(frozen=True)
 class TicketRef:
-    """What a target system answered for one created ticket."""
+    """What a target system answered for one created (or found) ticket."""
 
     external_reference: str
     acknowledged: bool
 
 
 @dataclass(frozen=True)
+class TicketRequest:
+    """One ticket to create. `check_existing`: an earlier attempt may have created it (a crash or an
+    unanswered call), so the connector first asks the target for a ticket carrying `marker`."""
+
+    exception: ReconException
+    queue: str
+    key: str
+    marker: str
+    check_existing: bool = False
+
+
+@dataclass(frozen=True)
 class DispatchRecord:
-    """One dispatch of one exception to one target (and queue), recorded before and after the call."""
+    """One dispatch of one exception to one target (and queue), recorded before and after the call.
+
+    completed_at None = pending. A pending record is claimed by one attempt (claim_id, claimed_at)
+    while that attempt calls the target; a claim older than the claim timeout belongs to an attempt
+    that died, and claim_id None means "called, outcome unknown": the next attempt asks the target
+    before creating anything. attempts counts the claims.
+    """
 
     key: str
     tenant_id: str
@@ -67,21 +107,72 @@ class DispatchRecord:
     external_reference: str | None = None
     acknowledged: bool = False
     completed_at: datetime | None = None
+    claim_id: str | None = None
+    claimed_at: datetime | None = None
+    attempts: int = 0
 
     @property
     def completed(self) -> bool:
         return self.completed_at is not None
 
 
+def apply_ticket(exception: ReconException, target: TargetSystem, reference: str, now: datetime):
+    """Records where the ticket lives. Not mark_dispatched: the ticket exists even when the exception
+    was resolved while the call ran, and the record must say so."""
+    return replace(exception, external_system=target.value, external_issue_id=reference, updated_at=now)
+
+
+# -- outcomes of a call, as errors with stable reasons -------------------------------------------
+
+
+class TargetRejected(FailedPrecondition):
+    """The target answered and refused (4xx): retrying the same request cannot help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="TARGET_REJECTED")
+
+
+class TargetDown(TargetUnavailable):
+    """The target did not answer usefully after the retries. maybe_created: a request reached it
+    and its answer was lost (timeout, dropped connection, 5xx), so the ticket may exist."""
+
+    def __init__(self, message: str, *, maybe_created: bool) -> None:
+        super().__init__(message)
+        self.maybe_created = maybe_created
+
+
+class TargetAddressRefused(FailedPrecondition):
+    """The target's address is not public (SSRF guard); nothing was sent."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="TARGET_ADDRESS_NOT_ALLOWED")
+
+
+def in_progress(target: TargetSystem, retry_after_seconds: int) -> DomainError:
+    return Conflict(
+        f"a dispatch of this exception to {target.value} is in progress; retry later",
+        reason="DISPATCH_IN_PROGRESS",
+        retry_after_seconds=max(1, retry_after_seconds),
+    )
+
+
+def maybe_created(error: DomainError) -> bool:
+    return isinstance(error, TargetDown) and error.maybe_created
+
+
+# -- ports ---------------------------------------------------------------------------------------
+
+
 class Connector(Protocol):
     """Creates tickets in one external system. Never touches the database."""
 
     target: TargetSystem
+    # True when create calls leave this process (so dispatch records them before and after).
+    external: bool
+    # How many requests one send() may carry (JIRA bulk create: 50; others 1).
+    batch_size: int
 
-    def create(self, exception: ReconException, queue: str, key: str) -> TicketRef: ...
-
-
-class ConnectorResolver(Protocol):
-    def resolve(self, tenant_id: str, target: TargetSystem) -> Connector:
-        """The tenant's configured connector, or FailedPrecondition TARGET_NOT_CONFIGURED."""
+    def send(self, batch: list[TicketRequest]) -> list[TicketRef | DomainError]:
+        """Creates (or, for check_existing requests, first looks up) the batch's tickets; one result per
+        request, in order. Retries, timeouts and the circuit breaker live behind this call."""
         ...

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol, Self
 
-from server.domain.dispatch import DispatchRecord
+from server.domain.dispatch import Connector, DispatchRecord, TargetSystem
 from server.domain.exceptions import ReconException
 from server.domain.history import HistoryEntry
 from server.domain.paging import ExceptionQuery, PageAfter
+from server.domain.targets import StoredTarget, TargetConfig
 
 
 class ExceptionRepository(Protocol):
@@ -43,6 +44,40 @@ class DispatchRepository(Protocol):
 
     def add_many(self, records: list[DispatchRecord]) -> None: ...
 
+    def claim(
+        self, records: list[DispatchRecord], claim_id: str, now: datetime, stale_before: datetime
+    ) -> dict[str, DispatchRecord]:
+        """Inserts each pending record that does not exist yet and takes over existing pending ones
+        whose claim is released or older than stale_before, all for claim_id; returns the rows of
+        every key afterwards (claimed or not), so the caller sees which ones it owns."""
+        ...
+
+    def complete(self, tenant_id: str, claim_id: str, outcomes: list[DispatchRecord]) -> None:
+        """Writes the outcome of each still-pending record and drops its claim."""
+        ...
+
+    def release(self, tenant_id: str, claim_id: str, keys: list[str], *, forget: bool) -> None:
+        """Gives up claim_id's claims: forget=True deletes the pending rows (nothing was created),
+        forget=False keeps them with no claim (the outcome is unknown; the next attempt asks)."""
+        ...
+
+
+class TargetRepository(Protocol):
+    def get(self, tenant_id: str, target: TargetSystem) -> StoredTarget | None: ...
+
+    def list(self, tenant_id: str) -> list[StoredTarget]: ...
+
+    def put(self, stored: StoredTarget) -> None: ...
+
+    def delete(self, tenant_id: str, target: TargetSystem) -> bool: ...
+
+
+class ConnectorFactory(Protocol):
+    def build(self, target: TargetSystem, config: TargetConfig | None) -> Connector:
+        """The connector for a tenant's configuration of target (None: not configured), or
+        FailedPrecondition TARGET_NOT_CONFIGURED. MANUAL needs no configuration."""
+        ...
+
 
 class TokenRecord(Protocol):
     id: str
@@ -69,6 +104,7 @@ class UnitOfWork(Protocol):
     exceptions: ExceptionRepository
     history: HistoryRepository
     dispatches: DispatchRepository
+    targets: TargetRepository
     tokens: TokenRepository
 
     def __enter__(self) -> Self: ...
@@ -77,6 +113,12 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool) -> UnitOfWork:
-        """write=False for read-only work (no write lock on SQLite)."""
+    def __call__(self, *, write: bool, join: bool = True) -> UnitOfWork:
+        """write=False for read-only work (no write lock on SQLite). Joins the call's outer unit of
+        work (one transaction per call) unless join=False: then it commits on its own."""
+        ...
+
+    def in_transaction(self) -> bool:
+        """True when the call's outer unit of work has begun its transaction: it may hold locks (on
+        SQLite the write lock), so work committed on its own now could wait for it forever."""
         ...

@@ -1,41 +1,89 @@
-"""Dispatching exceptions to target systems, one at a time or up to 100 at once."""
+"""Dispatching exceptions to target systems, one at a time or up to 100 at once.
+
+External calls are recorded before and after (docs/targets.md, "No duplicate tickets"):
+1. read the exceptions, the tenant's target configuration and earlier dispatch records;
+2. claim a pending record per item (deterministic key) and COMMIT it, on its own;
+3. call the target holding no transaction: a bounded pool of batches, results in request order;
+4. give up the claims of failed items, on their own: forget them when nothing was created, keep
+   them unclaimed ("outcome unknown") when the target may have created a ticket;
+5. complete the succeeded items (record, exception, DISPATCH history) in the call's transaction,
+   so they commit together with the idempotency interceptor's stored response.
+A retry that finds a pending record whose attempt ended (released, or its claim too old: a crash)
+asks the target for the ticket before creating one, and adopts it.
+
+When the call's outer transaction is already open (say, a /v1/bulk sub-request after a write),
+committing on the side could wait forever for that very transaction (SQLite's single writer), and
+could not see what it wrote. Then everything stays inside it, and because a crash would roll the
+claims back, every item asks the target first.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import timedelta
+from typing import Protocol
 
 from server.domain.auth import Principal
 from server.domain.bulk import BulkOutcome, unique_ids
 from server.domain.dispatch import (
     Connector,
-    ConnectorResolver,
     DispatchRecord,
+    TargetDown,
     TargetSystem,
+    TicketRef,
+    TicketRequest,
+    apply_ticket,
     dispatch_key,
+    external_marker,
+    in_progress,
+    maybe_created,
     parse_target_request,
 )
-from server.domain.errors import DomainError, NotFound
-from server.domain.exceptions import ReconException, parse_uuid
+from server.domain.errors import DomainError, FailedPrecondition, NotFound
+from server.domain.exceptions import ReconException, Status, parse_uuid
 from server.domain.history import Action, HistoryEntry
-from server.domain.ports import UnitOfWorkFactory
+from server.domain.ports import ConnectorFactory, UnitOfWork, UnitOfWorkFactory
+from server.domain.targets import TargetConfig
 from server.services.clock import Clock, utc_now
 
+log = logging.getLogger("reconrouter.dispatch")
 
-@dataclass
-class _Batch:
-    """What one dispatch transaction writes, collected so each table gets one batched statement."""
+Result = DispatchRecord | DomainError
 
-    records: list[DispatchRecord]
-    exceptions: list[ReconException]
-    history: list[HistoryEntry]
+
+class TargetConfigs(Protocol):
+    """What dispatch needs from the target service (services/targets.py implements it)."""
+
+    def config_for(self, uow: UnitOfWork, tenant_id: str, target: TargetSystem) -> TargetConfig | None: ...
+
+
+@dataclass(frozen=True)
+class _Item:
+    exception: ReconException
+    key: str
 
 
 class DispatchService:
-    def __init__(self, uow: UnitOfWorkFactory, connectors: ConnectorResolver, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        targets: TargetConfigs,
+        connectors: ConnectorFactory,
+        *,
+        clock: Clock = utc_now,
+        pool_size: int = 8,
+        claim_timeout: timedelta = timedelta(minutes=5),
+    ) -> None:
         self._uow = uow
+        self._targets = targets
         self._connectors = connectors
         self._clock = clock
+        self._pool_size = pool_size
+        self._claim_timeout = claim_timeout
 
     def dispatch(
         self, principal: Principal, exception_id: str, target_system: str, queue: str
@@ -43,9 +91,7 @@ class DispatchService:
         """Single dispatch: per-item problems are errors of the whole call."""
         exception_id = parse_uuid(exception_id, "exception_id")
         target, queue = parse_target_request(target_system, queue)
-        connector = self._connectors.resolve(principal.tenant_id, target)
-        results = self._run(principal, [exception_id], target, queue, connector)
-        result = results[exception_id]
+        result = self._run(principal, [exception_id], target, queue)[exception_id]
         if isinstance(result, DomainError):
             raise result
         return result
@@ -55,86 +101,199 @@ class DispatchService:
     ) -> BulkOutcome:
         target, queue = parse_target_request(target_system, queue)
         ids = unique_ids(raw_ids)
-        # Request-level refusal (422 TARGET_NOT_CONFIGURED) before any item is touched.
-        connector = self._connectors.resolve(principal.tenant_id, target)
         outcome = BulkOutcome(ids)
-        for eid, result in self._run(principal, ids, target, queue, connector).items():
+        for eid, result in self._run(principal, ids, target, queue).items():
             if isinstance(result, DomainError):
                 outcome.fail(eid, result)
             else:
                 outcome.succeeded.append(eid)
         return outcome.in_request_order()
 
+    # -- the steps -------------------------------------------------------------------------------
+
     def _run(
-        self, principal: Principal, ids: list[str], target: TargetSystem, queue: str, connector: Connector
-    ) -> dict[str, DispatchRecord | DomainError]:
+        self, principal: Principal, ids: list[str], target: TargetSystem, queue: str
+    ) -> dict[str, Result]:
         tenant = principal.tenant_id
+        inside = self._uow.in_transaction()
         keys = {eid: dispatch_key(target, eid, queue) for eid in ids}
-        results: dict[str, DispatchRecord | DomainError] = {}
-        batch = _Batch([], [], [])
-        with self._uow(write=True) as uow:
+        with self._uow(write=False, join=inside) as uow:
+            # Request-level refusal (422 TARGET_NOT_CONFIGURED) before any item is touched.
+            connector = self._connectors.build(target, self._targets.config_for(uow, tenant, target))
             found = uow.exceptions.get_many(tenant, ids)
-            done = uow.dispatches.get_many(tenant, keys.values())
-            now = self._clock()
-            for eid in ids:
-                try:
-                    results[eid] = self._dispatch_one(
-                        principal,
-                        found.get(eid),
-                        done.get(keys[eid]),
-                        target,
-                        queue,
-                        keys[eid],
-                        connector,
-                        now,
-                        batch,
-                    )
-                except DomainError as exc:
-                    results[eid] = exc
-            uow.dispatches.add_many(batch.records)
-            uow.exceptions.update_many(batch.exceptions)
-            uow.history.add_many(batch.history)
+            earlier = uow.dispatches.get_many(tenant, keys.values())
+        results: dict[str, Result] = {}
+        todo: list[_Item] = []
+        for eid in ids:
+            exception, previous = found.get(eid), earlier.get(keys[eid])
+            if exception is None:
+                results[eid] = NotFound("exception not found")
+            elif previous is not None and previous.completed:
+                results[eid] = previous  # already dispatched here: the same ticket, never a second one
+            elif exception.status is Status.RESOLVED:
+                results[eid] = FailedPrecondition("exception is resolved", reason="INVALID_STATE")
+            else:
+                todo.append(_Item(exception, keys[eid]))
+        if todo and not connector.external:
+            # Nothing leaves the process (MANUAL): no pending record, one write in the call's transaction.
+            requests = [TicketRequest(i.exception, queue, i.key, i.key) for i in todo]
+            refs = connector.send(requests)
+            done = [(i, r) for i, r in zip(todo, refs, strict=True) if isinstance(r, TicketRef)]
+            results.update(
+                {i.exception.id: r for i, r in zip(todo, refs, strict=True) if isinstance(r, DomainError)}
+            )
+            if done:
+                results.update(
+                    self._complete(principal, target, queue, "", [i for i, _ in done], [r for _, r in done])
+                )
+        elif todo:
+            results.update(self._dispatch_external(principal, target, queue, connector, todo, inside))
         return results
 
-    @staticmethod
-    def _dispatch_one(
+    def _dispatch_external(
+        self,
         principal: Principal,
-        exception: ReconException | None,
-        previous: DispatchRecord | None,
         target: TargetSystem,
         queue: str,
-        key: str,
         connector: Connector,
-        now: datetime,
-        batch: _Batch,
-    ) -> DispatchRecord:
-        if exception is None:
-            raise NotFound("exception not found")
-        if previous is not None and previous.completed:
-            return previous  # already dispatched here: answer the same ticket, never a second one
-        exception.mark_dispatched(target.value, "", now)  # refuses resolved exceptions
-        ticket = connector.create(exception, queue, key)
-        record = DispatchRecord(
-            key=key,
-            tenant_id=principal.tenant_id,
-            exception_id=exception.id,
-            target_system=target,
-            queue=queue,
-            created_at=now,
-            external_reference=ticket.external_reference,
-            acknowledged=ticket.acknowledged,
-            completed_at=now,
-        )
-        batch.records.append(record)
-        batch.exceptions.append(exception.mark_dispatched(target.value, ticket.external_reference, now))
-        changes = {
-            "target_system": target.value,
-            "queue": queue,
-            "external_reference": ticket.external_reference,
-        }
-        batch.history.append(
-            HistoryEntry.record(
-                principal.tenant_id, exception.id, Action.DISPATCH, principal.token_id, now, changes
+        items: list[_Item],
+        inside: bool,
+    ) -> dict[str, Result]:
+        tenant = principal.tenant_id
+        claim_id = str(uuid.uuid4())
+        now = self._clock()
+        pending = [
+            DispatchRecord(i.key, tenant, i.exception.id, target, queue, created_at=now) for i in items
+        ]
+        with self._uow(write=True, join=inside) as uow:  # committed before any call when not inside
+            claimed = uow.dispatches.claim(pending, claim_id, now, now - self._claim_timeout)
+        results: dict[str, Result] = {}
+        requests: list[TicketRequest] = []
+        for item in items:
+            row = claimed[item.key]
+            if row.completed:
+                results[item.exception.id] = row  # another call finished it meanwhile
+            elif row.claim_id != claim_id:
+                left = self._claim_timeout - (now - (row.claimed_at or now))
+                results[item.exception.id] = in_progress(target, int(left.total_seconds()) + 1)
+            else:
+                requests.append(
+                    TicketRequest(
+                        item.exception,
+                        queue,
+                        item.key,
+                        external_marker(target, item.exception.id, queue),
+                        # An earlier attempt may have created it; inside a caller's transaction the
+                        # claim itself would vanish in a crash, so ask every time.
+                        check_existing=inside or row.attempts > 1,
+                    )
+                )
+        created: list[tuple[_Item, TicketRef]] = []
+        forget: list[str] = []
+        unknown: list[str] = []
+        for request, outcome in zip(requests, self._send(connector, requests), strict=True):
+            if isinstance(outcome, DomainError):
+                results[request.exception.id] = outcome
+                (unknown if maybe_created(outcome) else forget).append(request.key)
+            else:
+                created.append((_Item(request.exception, request.key), outcome))
+        if forget or unknown:
+            with self._uow(write=True, join=inside) as uow:
+                uow.dispatches.release(tenant, claim_id, forget, forget=True)
+                uow.dispatches.release(tenant, claim_id, unknown, forget=False)
+        if created:
+            refs = [ref for _, ref in created]
+            results.update(self._complete(principal, target, queue, claim_id, [i for i, _ in created], refs))
+        return results
+
+    def _send(self, connector: Connector, requests: list[TicketRequest]) -> list[TicketRef | DomainError]:
+        """Batches of connector.batch_size through a bounded pool; results in request order."""
+        size = max(1, connector.batch_size)
+        batches = [requests[i : i + size] for i in range(0, len(requests), size)]
+        workers = min(self._pool_size, len(batches))
+        if workers <= 1:
+            outcomes = [self._send_batch(connector, b) for b in batches]
+        else:
+            # Each task runs in a copy of this call's context, so its log lines carry the request id.
+            contexts = [contextvars.copy_context() for _ in batches]
+            with ThreadPoolExecutor(workers, thread_name_prefix="dispatch") as pool:
+                outcomes = list(
+                    pool.map(
+                        lambda cb: cb[0].run(self._send_batch, connector, cb[1]),
+                        zip(contexts, batches, strict=True),
+                    )
+                )
+        return [outcome for batch in outcomes for outcome in batch]
+
+    @staticmethod
+    def _send_batch(connector: Connector, batch: list[TicketRequest]) -> list[TicketRef | DomainError]:
+        try:
+            outcomes = connector.send(batch)
+        except Exception:
+            # A bug, not the target: keep the claims as "outcome unknown" so a retry asks first.
+            log.exception("connector failed", extra={"target": connector.target.value})
+            outcomes = [
+                TargetDown(f"{connector.target.value} dispatch failed unexpectedly", maybe_created=True)
+            ] * len(batch)
+        if len(outcomes) != len(batch):
+            raise RuntimeError("a connector must answer once per request")
+        return outcomes
+
+    def _complete(
+        self,
+        principal: Principal,
+        target: TargetSystem,
+        queue: str,
+        claim_id: str,
+        items: list[_Item],
+        refs: list[TicketRef],
+    ) -> dict[str, Result]:
+        """Records the tickets in the call's transaction: dispatch record, exception, history."""
+        tenant = principal.tenant_id
+        now = self._clock()
+        outcomes = [
+            DispatchRecord(
+                item.key,
+                tenant,
+                item.exception.id,
+                target,
+                queue,
+                created_at=now,
+                external_reference=ref.external_reference,
+                acknowledged=ref.acknowledged,
+                completed_at=now,
             )
-        )
-        return record
+            for item, ref in zip(items, refs, strict=True)
+        ]
+        results: dict[str, Result] = {}
+        with self._uow(write=True) as uow:
+            if claim_id:
+                uow.dispatches.complete(tenant, claim_id, outcomes)
+            else:
+                uow.dispatches.add_many(outcomes)  # local (MANUAL): nothing was pending
+            rows = uow.dispatches.get_many(tenant, [o.key for o in outcomes])
+            current = uow.exceptions.get_many(tenant, [o.exception_id for o in outcomes])
+            updated: list[ReconException] = []
+            history: list[HistoryEntry] = []
+            for outcome in outcomes:
+                row = rows.get(outcome.key)
+                exception = current.get(outcome.exception_id)
+                if row is None or not row.completed or exception is None:
+                    results[outcome.exception_id] = TargetDown(
+                        f"{target.value} dispatch could not be recorded", maybe_created=True
+                    )
+                    continue
+                results[outcome.exception_id] = row
+                if row.completed_at != now or row.external_reference != outcome.external_reference:
+                    continue  # completed by another call meanwhile: its record and history stand
+                reference = outcome.external_reference or ""
+                updated.append(apply_ticket(exception, target, reference, now))
+                changes = {"target_system": target.value, "queue": queue, "external_reference": reference}
+                history.append(
+                    HistoryEntry.record(
+                        tenant, exception.id, Action.DISPATCH, principal.token_id, now, changes
+                    )
+                )
+            uow.exceptions.update_many(updated)
+            uow.history.add_many(history)
+        return results

@@ -4,12 +4,14 @@ from server.domain.paging import sort_value
 from server.storage.repositories.dispatches import SqlDispatchRepository
 from server.storage.repositories.exceptions import SqlExceptionRepository
 from server.storage.repositories.history import SqlHistoryRepository
+from server.storage.repositories.targets import SqlTargetRepository
 from server.storage.repositories.tokens import SqlTokenRepository, TokenRow
 
 __all__ = [
     "SqlDispatchRepository",
     "SqlExceptionRepository",
     "SqlHistoryRepository",
+    "SqlTargetRepository",
     "SqlTokenRepository",
     "TokenRow",
     "sort_value",

@@ -1,0 +1,118 @@
+"""Per-tenant target configuration: put, get, list, delete; and the decrypted configuration that
+dispatch builds connectors from. Secrets are encrypted here, before storage sees them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from server.domain.auth import Principal
+from server.domain.dispatch import TargetSystem, parse_target_system
+from server.domain.errors import FailedPrecondition, NotFound
+from server.domain.ports import UnitOfWork, UnitOfWorkFactory
+from server.domain.targets import (
+    SPECS,
+    SecretCipher,
+    StoredTarget,
+    TargetConfig,
+    UrlCheck,
+    build_config,
+    manual_config,
+)
+from server.services.clock import Clock, utc_now
+
+
+class TargetService:
+    def __init__(
+        self, uow: UnitOfWorkFactory, cipher: SecretCipher, check_url: UrlCheck, clock: Clock = utc_now
+    ) -> None:
+        self._uow = uow
+        self._cipher = cipher
+        self._check_url = check_url
+        self._clock = clock
+
+    def put(self, principal: Principal, target_system: str, values: Mapping[str, str]) -> TargetConfig:
+        target = parse_target_system(target_system)
+        tenant = principal.tenant_id
+        if target is TargetSystem.MANUAL:
+            build_config(tenant, target, values, None, self._check_url, self._clock())  # no fields
+            return manual_config(tenant)
+        # Validate (the URL check resolves DNS) before taking any lock, with no secrets merged yet.
+        checked = _without_secret_requirements(target, values)
+        build_config(tenant, target, checked, None, self._check_url, self._clock())
+        with self._uow(write=True) as uow:
+            previous = self._load(uow, tenant, target)
+            config = build_config(tenant, target, values, previous, lambda _url: None, self._clock())
+            uow.targets.put(self._seal(config))
+        return config
+
+    def get(self, principal: Principal, target_system: str) -> TargetConfig:
+        target = parse_target_system(target_system)
+        if target is TargetSystem.MANUAL:
+            return manual_config(principal.tenant_id)
+        with self._uow(write=False) as uow:
+            config = self._load(uow, principal.tenant_id, target)
+        if config is None:
+            raise NotFound(f"target system {target.value} is not configured")
+        return config
+
+    def list(self, principal: Principal) -> list[TargetConfig]:
+        with self._uow(write=False) as uow:
+            stored = uow.targets.list(principal.tenant_id)
+        configured = [self._open(s) for s in stored]
+        return sorted([*configured, manual_config(principal.tenant_id)], key=lambda c: c.target.value)
+
+    def delete(self, principal: Principal, target_system: str) -> None:
+        target = parse_target_system(target_system)
+        if target is TargetSystem.MANUAL:
+            raise FailedPrecondition(
+                "MANUAL is always available and cannot be removed", reason="INVALID_STATE"
+            )
+        with self._uow(write=True) as uow:
+            if not uow.targets.delete(principal.tenant_id, target):
+                raise NotFound(f"target system {target.value} is not configured")
+
+    def config_for(self, uow: UnitOfWork, tenant_id: str, target: TargetSystem) -> TargetConfig | None:
+        """Dispatch's view, read in dispatch's own unit of work."""
+        if target is TargetSystem.MANUAL:
+            return manual_config(tenant_id)
+        return self._load(uow, tenant_id, target)
+
+    # -- sealing ---------------------------------------------------------------------------------
+
+    def _load(self, uow: UnitOfWork, tenant_id: str, target: TargetSystem) -> TargetConfig | None:
+        stored = uow.targets.get(tenant_id, target)
+        return self._open(stored) if stored is not None else None
+
+    def _seal(self, config: TargetConfig) -> StoredTarget:
+        assert config.created_at is not None and config.updated_at is not None
+        secrets = json.dumps(config.secrets, sort_keys=True).encode()
+        return StoredTarget(
+            config.tenant_id,
+            config.target,
+            dict(config.settings),
+            self._cipher.encrypt(secrets),
+            config.created_at,
+            config.updated_at,
+        )
+
+    def _open(self, stored: StoredTarget) -> TargetConfig:
+        secrets = json.loads(self._cipher.decrypt(stored.secrets_ciphertext))
+        return TargetConfig(
+            stored.tenant_id,
+            stored.target,
+            dict(stored.settings),
+            secrets,
+            stored.created_at,
+            stored.updated_at,
+        )
+
+
+def _without_secret_requirements(target: TargetSystem, values: Mapping[str, str]) -> Mapping[str, str]:
+    """For the lock-free first validation: required secrets may legitimately be absent (kept from the
+    stored configuration), so stand-ins fill them; the real merge happens in the transaction."""
+    filled = dict(values)
+    for spec in SPECS[target]:
+        if spec.secret and spec.required and spec.name not in filled:
+            filled[spec.name] = "x" * max(spec.min_length, 1)
+    return filled

@@ -1,0 +1,63 @@
+"""Target configurations per tenant. Secrets arrive here already encrypted (services/targets.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+from server.domain.dispatch import TargetSystem
+from server.domain.targets import StoredTarget
+from server.storage.tables import targets as t
+
+
+def _from_row(r: Row[Any]) -> StoredTarget:
+    return StoredTarget(
+        tenant_id=r.tenant_id,
+        target=TargetSystem(r.target_system),
+        settings=dict(r.settings),
+        secrets_ciphertext=r.secrets,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+class SqlTargetRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+
+    def get(self, tenant_id: str, target: TargetSystem) -> StoredTarget | None:
+        row = self._conn.execute(
+            sa.select(t).where(t.c.tenant_id == tenant_id, t.c.target_system == target.value)
+        ).first()
+        return _from_row(row) if row is not None else None
+
+    def list(self, tenant_id: str) -> list[StoredTarget]:
+        rows = self._conn.execute(sa.select(t).where(t.c.tenant_id == tenant_id).order_by(t.c.target_system))
+        return [_from_row(r) for r in rows]
+
+    def put(self, stored: StoredTarget) -> None:
+        row = {
+            "tenant_id": stored.tenant_id,
+            "target_system": stored.target.value,
+            "settings": dict(stored.settings),
+            "secrets": stored.secrets_ciphertext,
+            "created_at": stored.created_at,
+            "updated_at": stored.updated_at,
+        }
+        insert = postgresql.insert(t) if self._conn.dialect.name == "postgresql" else sqlite.insert(t)
+        self._conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[t.c.tenant_id, t.c.target_system],
+                set_={name: insert.excluded[name] for name in ("settings", "secrets", "updated_at")},
+            ),
+            row,
+        )
+
+    def delete(self, tenant_id: str, target: TargetSystem) -> bool:
+        result = self._conn.execute(
+            sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.target_system == target.value)
+        )
+        return result.rowcount > 0

@@ -1,0 +1,513 @@
+"""Loopback stand-ins for the target systems: real HTTP servers on 127.0.0.1 that speak each
+system's documented API, check every request against it, and misbehave on cue.
+
+Each stand-in records what it received (`requests`) and every way a request broke the documented
+shape (`violations`: tests assert it stays empty). Cues are consumed by the next matching requests:
+
+    jira.cue(Respond(503), Respond(429, headers={"Retry-After": "1"}))   # then normal answers
+    jira.cue(Stall())            # hold the request until release() (a timeout for the client)
+    jira.cue(Drop())             # close the connection without answering
+    jira.cue(DropAfter())        # do the work (create the ticket), then drop: the answer is lost
+    jira.cue(After(callback))    # do the work, call callback (e.g. kill the server), then answer
+
+Shapes (from the public docs): JIRA REST API v2 (issue, issue/bulk, search and search/jql), the
+ServiceNow Table API (POST and GET /api/now/table/{table}), and signed webhooks (API.md §3).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Respond:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str | None = None
+    path: str | None = None
+
+
+@dataclass
+class Stall:
+    method: str | None = None
+    path: str | None = None
+
+
+@dataclass
+class Drop:
+    method: str | None = None
+    path: str | None = None
+
+
+@dataclass
+class DropAfter:
+    method: str | None = None
+    path: str | None = None
+
+
+@dataclass
+class After:
+    callback: Callable[[], None]
+    method: str | None = None
+    path: str | None = None
+
+
+Cue = Respond | Stall | Drop | DropAfter | After
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _Dropped(Exception):
+    pass
+
+
+class StandIn:
+    """Base: the server, recording, cues. Subclasses implement handle(method, path, query, headers, body)."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.requests: list[Recorded] = []
+        self.violations: list[str] = []
+        self.latency = latency
+        self._cues: list[Cue] = []
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def cue(self, *cues: Cue) -> None:
+        with self._lock:
+            self._cues.extend(cues)
+
+    def release(self) -> None:
+        """Lets stalled requests go (they are then dropped)."""
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def count(self, method: str, path_prefix: str) -> int:
+        return sum(1 for r in self.requests if r.method == method and r.path.startswith(path_prefix))
+
+    def violation(self, text: str) -> None:
+        with self._lock:
+            self.violations.append(text)
+
+    def _take_cue(self, method: str, path: str) -> Cue | None:
+        with self._lock:
+            for i, cue in enumerate(self._cues):
+                if (cue.method in (None, method)) and (cue.path is None or path.startswith(cue.path)):
+                    return self._cues.pop(i)
+        return None
+
+    def handle(
+        self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: bytes
+    ):
+        raise NotImplementedError
+
+    def _handler_class(self):
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like the real services
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out in separate writes; without this, Nagle's algorithm holds
+                # the body until the client's delayed ACK (~40 ms per request), as no real server does.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def _serve(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                record = Recorded(self.command, parts.path, parse_qs(parts.query), headers, body)
+                with standin._lock:
+                    standin.requests.append(record)
+                if standin.latency:
+                    time.sleep(standin.latency)
+                cue = standin._take_cue(self.command, parts.path)
+                if isinstance(cue, Stall):
+                    standin._released.wait()
+                    return self._drop()
+                if isinstance(cue, Drop):
+                    return self._drop()
+                if isinstance(cue, Respond):
+                    return self._send(cue.status, cue.body, cue.headers)
+                status, answer, extra = standin.handle(self.command, parts.path, record.query, headers, body)
+                if isinstance(cue, DropAfter):
+                    return self._drop()
+                if isinstance(cue, After):
+                    cue.callback()
+                self._send(status, answer, extra)
+
+            def _drop(self) -> None:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(2)
+
+            def _send(self, status: int, answer: Any, extra: dict[str, str] | None) -> None:
+                data = b"" if answer is None else json.dumps(answer).encode()
+                try:
+                    self.send_response(status)
+                    if answer is not None:
+                        self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in (extra or {}).items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass  # the client went away (it timed out, or was killed)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        return Handler
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# -- JIRA REST API v2 -------------------------------------------------------------------------------
+
+JIRA_PRIORITIES = {"Highest", "High", "Medium", "Low", "Lowest"}
+JIRA_FIELDS = {"project", "summary", "description", "issuetype", "priority", "labels"}
+
+
+class JiraStandIn(StandIn):
+    """Cloud (email + API token, basic auth) unless email is None (Server/Data Center bearer token).
+    `reject(fields)` may return an error message to refuse one issue (400, per element in bulk)."""
+
+    def __init__(
+        self,
+        *,
+        email: str | None = "bot@example.com",
+        token: str = "jira-token-123",
+        projects: tuple[str, ...] = ("OPS", "FIN"),
+        issue_types: tuple[str, ...] = ("Task", "Bug"),
+        legacy_search: bool = False,
+        reject: Callable[[dict[str, Any]], str | None] | None = None,
+        latency: float = 0.0,
+    ) -> None:
+        self.email, self.token = email, token
+        self.projects, self.issue_types = projects, issue_types
+        # Jira Cloud answers 410 on the removed /rest/api/2/search; Server/DC have no /search/jql.
+        self.legacy_search = legacy_search if email is not None else True
+        self.reject = reject
+        self.issues: dict[str, dict[str, Any]] = {}
+        self._numbers = itertools.count(1)
+        super().__init__(latency)
+
+    def handle(self, method, path, query, headers, body):
+        expected = _basic(self.email, self.token) if self.email is not None else f"Bearer {self.token}"
+        if headers.get("authorization") != expected:
+            return 401, {"errorMessages": ["You are not authenticated."], "errors": {}}, None
+        if method == "POST" and path == "/rest/api/2/issue":
+            return self._create_one(body, headers)
+        if method == "POST" and path == "/rest/api/2/issue/bulk":
+            return self._create_bulk(body, headers)
+        if method == "GET" and path in ("/rest/api/2/search", "/rest/api/2/search/jql"):
+            return self._search(path, query)
+        return 404, {"errorMessages": ["Not found"], "errors": {}}, None
+
+    def _json(self, body: bytes, headers: dict[str, str]) -> Any:
+        if "application/json" not in headers.get("content-type", ""):
+            self.violation("JIRA: request without Content-Type application/json")
+        return json.loads(body)
+
+    def _check_fields(self, fields: Any) -> dict[str, str]:
+        """JIRA's ErrorCollection.errors for one issue's fields."""
+        errors: dict[str, str] = {}
+        if not isinstance(fields, dict):
+            self.violation("JIRA: fields is not an object")
+            return {"fields": "fields is required"}
+        for name in fields:
+            if name not in JIRA_FIELDS:
+                errors[name] = (
+                    f"Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+                )
+        project = (
+            (fields.get("project") or {}).get("key") if isinstance(fields.get("project"), dict) else None
+        )
+        if not project:
+            errors["project"] = "project is required"
+        elif project not in self.projects:
+            errors["project"] = "valid project is required"
+        summary = fields.get("summary")
+        if not isinstance(summary, str) or not summary.strip():
+            errors["summary"] = "You must specify a summary of the issue."
+        elif len(summary) > 255 or "\n" in summary:
+            errors["summary"] = "Summary must be less than 255 characters and one line."
+        if not isinstance(fields.get("description", ""), str):
+            errors["description"] = "Operation value must be a string"  # v2 takes text, v3 ADF
+        issuetype = fields.get("issuetype")
+        if not isinstance(issuetype, dict) or issuetype.get("name") not in self.issue_types:
+            errors["issuetype"] = "The issue type selected is invalid."
+        priority = fields.get("priority")
+        if priority is not None and (
+            not isinstance(priority, dict) or priority.get("name") not in JIRA_PRIORITIES
+        ):
+            errors["priority"] = "Specify a valid priority."
+        labels = fields.get("labels", [])
+        if not isinstance(labels, list) or any(
+            not isinstance(x, str) or not x or len(x) > 255 or re.search(r"\s", x) for x in labels
+        ):
+            errors["labels"] = "Labels may not contain spaces and are at most 255 characters."
+        for name, message in errors.items():
+            if name != "project" or project is None:
+                self.violation(f"JIRA: {name}: {message}")
+        if not errors and self.reject is not None:
+            refused = self.reject(fields)
+            if refused:
+                errors["summary"] = refused
+        return errors
+
+    def _store(self, fields: dict[str, Any]) -> dict[str, str]:
+        number = next(self._numbers)
+        key = f"{fields['project']['key']}-{number}"
+        issue_id = str(10000 + number)
+        self.issues[key] = {"id": issue_id, "fields": fields}
+        return {"id": issue_id, "key": key, "self": f"{self.url}/rest/api/2/issue/{issue_id}"}
+
+    def _create_one(self, body: bytes, headers: dict[str, str]):
+        payload = self._json(body, headers)
+        if not isinstance(payload, dict) or set(payload) - {"fields", "update"}:
+            self.violation(f"JIRA: create body has keys {sorted(payload)}")
+        errors = self._check_fields(payload.get("fields"))
+        if errors:
+            return 400, {"errorMessages": [], "errors": errors}, None
+        return 201, self._store(payload["fields"]), None
+
+    def _create_bulk(self, body: bytes, headers: dict[str, str]):
+        payload = self._json(body, headers)
+        updates = payload.get("issueUpdates") if isinstance(payload, dict) else None
+        if not isinstance(updates, list) or not updates:
+            self.violation("JIRA: bulk body without issueUpdates")
+            return 400, {"errorMessages": ["issueUpdates is required"], "errors": {}}, None
+        if len(updates) > 50:
+            self.violation(f"JIRA: bulk of {len(updates)} issues (at most 50)")
+            return 400, {"errorMessages": ["Too many issues: at most 50"], "errors": {}}, None
+        issues, failures = [], []
+        for number, update in enumerate(updates):
+            errors = self._check_fields(update.get("fields") if isinstance(update, dict) else None)
+            if errors:
+                failures.append(
+                    {
+                        "status": 400,
+                        "elementErrors": {"errorMessages": [], "errors": errors},
+                        "failedElementNumber": number,
+                    }
+                )
+            else:
+                issues.append(self._store(update["fields"]))
+        return (201 if issues else 400), {"issues": issues, "errors": failures}, None
+
+    def _search(self, path: str, query: dict[str, list[str]]):
+        if path == "/rest/api/2/search" and not self.legacy_search:
+            return (
+                410,
+                {"errorMessages": ["The requested API has been removed. Use /rest/api/2/search/jql."]},
+                None,
+            )
+        if path == "/rest/api/2/search/jql" and self.email is None:
+            return 404, {"errorMessages": ["Not found"], "errors": {}}, None
+        jql = (query.get("jql") or [""])[0]
+        match = re.fullmatch(r'labels in \(((?:"[^"]+"(?:, )?)+)\)( ORDER BY created ASC)?', jql)
+        if not match:
+            self.violation(f"JIRA: unexpected JQL {jql!r}")
+            return 400, {"errorMessages": [f"Error in the JQL Query: {jql}"], "errors": {}}, None
+        wanted = set(re.findall(r'"([^"]+)"', match.group(1)))
+        found = [
+            {"id": issue["id"], "key": key, "fields": {"labels": issue["fields"].get("labels", [])}}
+            for key, issue in self.issues.items()
+            if wanted & set(issue["fields"].get("labels", []))
+        ]
+        if path.endswith("/jql"):
+            return 200, {"issues": found, "isLast": True}, None
+        return 200, {"startAt": 0, "maxResults": 50, "total": len(found), "issues": found}, None
+
+
+# -- ServiceNow Table API ---------------------------------------------------------------------------
+
+SERVICENOW_FIELDS = {
+    "short_description",
+    "description",
+    "urgency",
+    "impact",
+    "assignment_group",
+    "correlation_id",
+    "correlation_display",
+}
+
+
+class ServiceNowStandIn(StandIn):
+    def __init__(
+        self,
+        *,
+        username: str = "integration",
+        password: str = "sn-password-123",
+        table: str = "incident",
+        reject: Callable[[dict[str, Any]], str | None] | None = None,
+        latency: float = 0.0,
+    ) -> None:
+        self.username, self.password, self.table = username, password, table
+        self.reject = reject
+        self.records: list[dict[str, Any]] = []
+        self._numbers = itertools.count(10001)
+        super().__init__(latency)
+
+    @staticmethod
+    def _error(status: int, message: str, detail: str = ""):
+        return status, {"error": {"message": message, "detail": detail}, "status": "failure"}, None
+
+    def handle(self, method, path, query, headers, body):
+        if headers.get("authorization") != _basic(self.username, self.password):
+            return self._error(401, "User Not Authenticated", "Required to provide Auth information")
+        if path != f"/api/now/table/{self.table}":
+            return self._error(400, "Invalid table", path)
+        if "application/json" not in headers.get("accept", ""):
+            self.violation("ServiceNow: no Accept: application/json")
+        fields = (query.get("sysparm_fields") or [""])[0]
+        if method == "POST":
+            return self._insert(body, headers, fields)
+        if method == "GET":
+            return self._query(query, fields)
+        return self._error(405, "Method not supported")
+
+    def _project(self, record: dict[str, Any], fields: str) -> dict[str, Any]:
+        names = [f for f in fields.split(",") if f]
+        return {k: v for k, v in record.items() if not names or k in names}
+
+    def _insert(self, body: bytes, headers: dict[str, str], fields: str):
+        if "application/json" not in headers.get("content-type", ""):
+            self.violation("ServiceNow: POST without Content-Type application/json")
+        payload = json.loads(body)
+        if not isinstance(payload, dict):
+            self.violation("ServiceNow: body is not an object")
+            return self._error(400, "Invalid body")
+        for name, value in payload.items():
+            if name not in SERVICENOW_FIELDS:
+                self.violation(f"ServiceNow: unexpected field {name}")
+            if not isinstance(value, str):
+                self.violation(f"ServiceNow: {name} is not a string")
+        for name in ("urgency", "impact"):
+            if payload.get(name) not in ("1", "2", "3"):
+                self.violation(f"ServiceNow: {name} must be 1, 2 or 3")
+        if not payload.get("short_description") or len(payload["short_description"]) > 160:
+            self.violation("ServiceNow: short_description missing or longer than 160")
+        if len(payload.get("correlation_id", "")) > 100:
+            self.violation("ServiceNow: correlation_id longer than 100")
+        refused = self.reject(payload) if self.reject else None
+        if refused:
+            return self._error(403, "Operation Failed", refused)
+        number = next(self._numbers)
+        record = {
+            **payload,
+            "number": f"INC{number:07d}",
+            "sys_id": hashlib.md5(str(number).encode()).hexdigest(),
+        }
+        self.records.append(record)
+        return 201, {"result": self._project(record, fields)}, {"Location": f"{self.url}/api/now/table/x"}
+
+    def _query(self, query: dict[str, list[str]], fields: str):
+        raw = (query.get("sysparm_query") or [""])[0]
+        match = re.fullmatch(r"correlation_idIN([^^]+)(\^ORDERBYsys_created_on)?", raw)
+        if not match:
+            self.violation(f"ServiceNow: unexpected sysparm_query {raw!r}")
+            return 200, {"result": []}, None  # ServiceNow ignores what it cannot parse
+        wanted = set(match.group(1).split(","))
+        found = [self._project(r, fields) for r in self.records if r.get("correlation_id") in wanted]
+        return 200, {"result": found}, None
+
+
+# -- signed webhooks --------------------------------------------------------------------------------
+
+
+class WebhookReceiver(StandIn):
+    """Verifies X-Signature-256 over the raw body and the freshness of the signed timestamp, and
+    keeps one delivery per X-Idempotency-Key (repeats are acknowledged, not stored twice)."""
+
+    def __init__(
+        self,
+        secret: str = "webhook-secret-0123456789",
+        *,
+        reject: Callable[[dict[str, Any]], str | None] | None = None,
+        latency: float = 0.0,
+        max_age: float = 300,
+    ) -> None:
+        self.secret = secret
+        self.reject = reject
+        self.max_age = max_age
+        self.deliveries: dict[str, dict[str, Any]] = {}
+        self.repeats = 0
+        super().__init__(latency)
+
+    def handle(self, method, path, query, headers, body):
+        if method != "POST":
+            return 405, None, None
+        expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(headers.get("x-signature-256", ""), expected):
+            self.violation("webhook: bad signature")
+            return 401, {"error": "bad signature"}, None
+        payload = json.loads(body)
+        if str(payload.get("timestamp")) != headers.get("x-signature-timestamp"):
+            self.violation("webhook: signed timestamp differs from X-Signature-Timestamp")
+        if abs(time.time() - float(payload.get("timestamp", 0))) > self.max_age:
+            self.violation("webhook: stale timestamp")
+            return 401, {"error": "stale"}, None
+        key = headers.get("x-idempotency-key")
+        if not key or key != payload.get("idempotency_key"):
+            self.violation("webhook: X-Idempotency-Key missing or not the payload's")
+        if "application/json" not in headers.get("content-type", ""):
+            self.violation("webhook: no Content-Type application/json")
+        refused = self.reject(payload) if self.reject else None
+        if refused:
+            return 422, {"error": refused}, None
+        if key in self.deliveries:
+            self.repeats += 1
+        else:
+            self.deliveries[key] = payload
+        return 200, {"reference": f"WH-{list(self.deliveries).index(key) + 1}"}, None
