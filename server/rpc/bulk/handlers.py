@@ -1,0 +1,83 @@
+"""The server's method handlers, wrapped by the same interceptors as on the wire, for in-process
+calls: resolved once at start-up, so a sub-request costs a function call, not a network round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+import grpc
+
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+
+
+class _CallDetails(NamedTuple):
+    """grpc.HandlerCallDetails of a resolution made once, ahead of any call (so no metadata)."""
+
+    method: str
+    invocation_metadata: tuple = ()
+
+
+class HandlerCollector:
+    """Stands in for grpc.Server in the generated add_*_to_server functions and keeps what they
+    register, so the in-process table holds exactly what the real server serves."""
+
+    def __init__(self) -> None:
+        self.registered: dict[str, grpc.RpcMethodHandler] = {}
+        self.generic: list[grpc.GenericRpcHandler] = []
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: Mapping[str, Any]) -> None:
+        for name, handler in method_handlers.items():
+            self.registered[f"/{service_name}/{name}"] = handler
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self.generic.extend(generic_rpc_handlers)
+
+    def find(self, method: str) -> grpc.RpcMethodHandler | None:
+        if method in self.registered:
+            return self.registered[method]
+        for generic in self.generic:
+            handler = generic.service(_CallDetails(method))
+            if handler is not None:
+                return handler
+        return None
+
+
+def intercepted(
+    handler: grpc.RpcMethodHandler, interceptors: list[grpc.ServerInterceptor], method: str
+) -> Behavior | None:
+    """The unary behaviour as grpc's server runs it: interceptors[0] outermost."""
+    details = _CallDetails(method)
+    for interceptor in reversed(interceptors):
+        handler = interceptor.intercept_service(lambda _details, inner=handler: inner, details)
+        if handler is None:
+            return None
+    return handler.unary_unary
+
+
+class InProcessHandlers:
+    """full method name -> intercepted unary behaviour."""
+
+    def __init__(self, behaviours: Mapping[str, Behavior] | None = None) -> None:
+        self._behaviours = dict(behaviours or {})
+
+    @classmethod
+    def collect(
+        cls,
+        register: Callable[[HandlerCollector], None],
+        interceptors: list[grpc.ServerInterceptor],
+        methods: Iterable[str],
+    ) -> InProcessHandlers:
+        collector = HandlerCollector()
+        register(collector)
+        behaviours = {}
+        for method in methods:
+            handler = collector.find(method)
+            behaviour = None if handler is None else intercepted(handler, interceptors, method)
+            if behaviour is not None:
+                behaviours[method] = behaviour
+        return cls(behaviours)
+
+    def get(self, method: str) -> Behavior | None:
+        return self._behaviours.get(method)

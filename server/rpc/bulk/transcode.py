@@ -1,0 +1,206 @@
+"""What Envoy's grpc_json_transcoder does for a REST call, done in process for /v1/bulk sub-requests:
+path variables, query parameters and the JSON body into the request message; the response or the
+error status into the JSON a REST caller reads. Behaviour observed on Envoy 1.40 (envoy/README.md):
+
+- Query parameters name fields by proto name or lowerCamelCase json name, dotted for nested
+  messages; repeated fields collect every value, other fields keep the last; enums parse from names
+  (case-sensitive) or numbers; a parameter without '=' is ignored; '+' stays '+'. An unknown one is
+  400 `Could not find field "x" in the type "pkg.Message".`, a bad value
+  400 `limit: invalid value "abc" for type TYPE_INT32`.
+- Precedence for one field: path variable, then query parameter, then body (last wins).
+- Without a body rule (GET), a JSON body still fills the whole message. Unknown body fields are
+  dropped silently.
+- Output: proto field names, enums as names, fields without presence always printed; errors are
+  the google.rpc.Status as {"code", "message", "details"} with "@type" keys.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from google.api import httpbody_pb2
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2  # noqa: F401 - Any details must resolve
+
+from server.rpc.bulk.printer import print_message
+from server.rpc.routes import RouteMatch, unescape
+
+_INT_RANGES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
+_TYPE_NAMES = {
+    value: name
+    for name, value in vars(FieldDescriptor).items()
+    if name.startswith("TYPE_") and isinstance(value, int)
+}
+# Well-known messages whose JSON form is a string, so a query parameter can carry them.
+_STRING_WKT = {
+    "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+    "google.protobuf.FieldMask",
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
+    "google.protobuf.Int32Value",
+    "google.protobuf.Int64Value",
+    "google.protobuf.UInt32Value",
+    "google.protobuf.UInt64Value",
+    "google.protobuf.FloatValue",
+    "google.protobuf.DoubleValue",
+    "google.protobuf.BoolValue",
+}
+
+
+class TranscodeError(ValueError):
+    """The request cannot become the RPC's message: the 400 Envoy answers itself."""
+
+
+# -- request: URL + body -> message ----------------------------------------------------------------
+
+
+def build_request(match: RouteMatch, query: str, body: Any, *, has_body: bool) -> Message:
+    """The request message of a REST call, the way the transcoder builds it."""
+    message = match.route.method.request_type()
+    for field_path, value in match.bindings:
+        _bind(message, field_path, value, ".".join(field_path))
+    for name, value in parse_query(query):
+        _bind(message, tuple(name.split(".")), value, name)
+    if has_body:
+        _merge_body(message, match.route.binding.body, body)
+    return message
+
+
+def parse_query(query: str) -> Iterator[tuple[str, str]]:
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            continue  # Envoy ignores `?limit` and `?&x=1`'s empty pair
+        yield unescape(name, keep_reserved=False), unescape(value, keep_reserved=False)
+
+
+def _field(descriptor: Descriptor, name: str) -> FieldDescriptor:
+    found = descriptor.fields_by_name.get(name) or next(
+        (f for f in descriptor.fields if f.json_name == name), None
+    )
+    if found is None:
+        raise TranscodeError(f'Could not find field "{name}" in the type "{descriptor.full_name}".')
+    return found
+
+
+def _bind(message: Message, field_path: tuple[str, ...], raw: str, shown: str) -> None:
+    target = message
+    for name in field_path[:-1]:
+        field = _field(target.DESCRIPTOR, name)
+        if field.message_type is None or _is_repeated(field):
+            raise TranscodeError(f'Could not find field "{field_path[-1]}" in the type "{name}".')
+        target = getattr(target, field.name)
+    field = _field(target.DESCRIPTOR, field_path[-1])
+    if field.message_type is not None and field.message_type.full_name in _STRING_WKT:
+        holder = getattr(target, field.name)
+        try:
+            json_format.Parse(json.dumps(raw), holder)
+        except json_format.ParseError:
+            raise _invalid(shown, raw, f"type.googleapis.com/{field.message_type.full_name}") from None
+        return
+    if field.message_type is not None:
+        raise _invalid(shown, raw, f"type.googleapis.com/{field.message_type.full_name}")
+    value = _scalar(field, raw, shown)
+    if _is_repeated(field):
+        getattr(target, field.name).append(value)
+    else:
+        setattr(target, field.name, value)
+
+
+def _is_repeated(field: FieldDescriptor) -> bool:
+    return field.is_repeated
+
+
+def _invalid(shown: str, raw: str, type_name: str) -> TranscodeError:
+    return TranscodeError(f'{shown}: invalid value "{raw}" for type {type_name}')
+
+
+def _scalar(field: FieldDescriptor, raw: str, shown: str) -> Any:
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_STRING:
+        return raw
+    if kind == FieldDescriptor.TYPE_ENUM:
+        enum = field.enum_type
+        if raw in enum.values_by_name:
+            return enum.values_by_name[raw].number
+        if _is_integer(raw):
+            return int(raw)
+        raise _invalid(shown, raw, f"type.googleapis.com/{enum.full_name}")
+    if kind in _INT_RANGES:
+        low, high = _INT_RANGES[kind]
+        if _is_integer(raw) and low <= int(raw) <= high:
+            return int(raw)
+    elif kind == FieldDescriptor.TYPE_BOOL:
+        if raw in ("true", "false"):
+            return raw == "true"
+    elif kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    elif kind == FieldDescriptor.TYPE_BYTES:
+        return raw.encode()
+    raise _invalid(shown, raw, _TYPE_NAMES.get(kind, "TYPE_UNKNOWN"))
+
+
+def _is_integer(raw: str) -> bool:
+    digits = raw[1:] if raw[:1] == "-" else raw
+    return digits.isascii() and digits.isdigit()
+
+
+def _merge_body(message: Message, rule: str, body: Any) -> None:
+    if rule in ("", "*"):
+        if not isinstance(body, dict):
+            raise TranscodeError(": Root element must be a message.")
+        document = body
+    else:
+        document = {rule: body}  # body: "field" -> the JSON of that one field
+    try:
+        json_format.ParseDict(document, message, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise TranscodeError(str(exc)) from None
+
+
+# -- response: message / status -> JSON ------------------------------------------------------------
+
+
+def message_json(message: Message, response_body: str = "") -> Any:
+    """The JSON value Envoy prints for a successful response (a str for a non-JSON HttpBody)."""
+    if isinstance(message, httpbody_pb2.HttpBody):
+        text = message.data.decode("utf-8", errors="replace")
+        if message.content_type.split(";")[0].strip().lower() == "application/json":
+            try:
+                return json.loads(text)
+            except ValueError:
+                return text
+        return text
+    printed = print_message(message)
+    return printed.get(response_body) if response_body else printed
+
+
+def status_json(status: status_pb2.Status) -> dict[str, Any]:
+    """convert_grpc_status: {"code", "message", "details"} with every detail's "@type"."""
+    return print_message(status)
+
+
+def local_reply_json(code: int, reason: str, message: str) -> dict[str, Any]:
+    """The body of an error Envoy makes itself (local_reply_config in envoy.yaml.tmpl): keys sorted,
+    an ErrorInfo without metadata."""
+    info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "domain": "reconrouter", "reason": reason}
+    return {"code": code, "details": [info], "message": message}
