@@ -1,4 +1,4 @@
-"""CLI: `python -m server serve | run | migrate | tokens create | tokens revoke`.
+"""CLI: `python -m server serve | run | migrate | purge | tokens create | tokens revoke`.
 
 Tokens print alone on stdout (scripts capture them); every message goes to stderr.
 """
@@ -40,12 +40,29 @@ def _tokens(settings: Settings, args: argparse.Namespace) -> None:
         app.close()
 
 
+def _purge(settings: Settings) -> None:
+    from server.bootstrap import build_app
+    from server.services.clock import utc_now
+
+    app = build_app(settings)
+    try:
+        deleted = app.idempotency.purge(utc_now())
+        print(f"purged {deleted} expired idempotency keys", file=sys.stderr)
+    finally:
+        app.close()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the gRPC server (settings from the environment)")
     sub.add_parser("run", help="migrate, then run the gRPC server and Envoy together (make run)")
+    cluster = sub.add_parser(
+        "cluster", help="migrate, then run REPLICAS servers behind one Envoy (make cluster)"
+    )
+    cluster.add_argument("--replicas", type=int, default=2)
     sub.add_parser("migrate", help="upgrade the database schema to the latest version")
+    sub.add_parser("purge", help="delete expired idempotency keys (run it periodically, e.g. hourly)")
     tokens = sub.add_parser("tokens", help="manage API tokens")
     tokens_sub = tokens.add_subparsers(dest="tokens_command", required=True)
     create = tokens_sub.add_parser("create", help="create a token; prints it alone on stdout")
@@ -76,11 +93,17 @@ def main(argv: list[str] | None = None) -> int:
             serve(settings)
         elif args.command == "migrate":
             _migrate(settings)
+        elif args.command == "purge":
+            _purge(settings)
         elif args.command == "run":
             from server.local_run import run
             from server.serving import serve
 
             run(settings, _migrate, serve)
+        elif args.command == "cluster":
+            from server.local_run import run_cluster
+
+            run_cluster(settings, args.replicas, _migrate)
         else:
             _tokens(settings, args)
     except DomainError as exc:

@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from server.config import Settings
+from server.connectors.http import HttpSettings
 from server.connectors.registry import ConnectorRegistry
+from server.connectors.resilience import RetryPolicy
+from server.connectors.ssrf import AddressPolicy
+from server.domain.idempotency import Policy
 from server.metrics import Metrics
+from server.rpc.bulk.isolation import savepoint_per_request
+from server.rpc.bulk.runner import BulkLimits, BulkRunner
 from server.rpc.interceptors.auth import AuthInterceptor
 from server.rpc.interceptors.errors import ErrorInterceptor
+from server.rpc.interceptors.idempotency import IdempotencyInterceptor
+from server.rpc.interceptors.rate_limit import RateLimitInterceptor
+from server.rpc.interceptors.request_guard import RequestGuardInterceptor
 from server.rpc.interceptors.request_id import RequestIdInterceptor
 from server.rpc.methods import MethodInfo, load_methods
-from server.rpc.server import Servicers, build_server
+from server.rpc.routes import RouteTable
+from server.rpc.server import Servicers, bind_in_process, build_server
+from server.rpc.servicers.bulk import BulkServicer
 from server.rpc.servicers.exceptions import ExceptionsServicer
 from server.rpc.servicers.health import HealthServicer
+from server.rpc.servicers.meta import MetaServicer, read_openapi_document
+from server.rpc.servicers.targets import TargetsServicer
 from server.services.dispatch import DispatchService
 from server.services.exceptions import ExceptionService
+from server.services.rate_limit import RateLimiter
+from server.services.targets import TargetService
 from server.services.tokens import TokenService
 from server.storage.engine import make_engine
 from server.storage.failures import make_ping, translate_db_error
+from server.storage.idempotency import SqlIdempotencyStore
+from server.storage.rate_limits import SqlCounterStore
+from server.storage.secret_box import FernetSecretBox, load_keys
 from server.storage.uow import SqlUnitOfWorkFactory
 
 
@@ -34,23 +54,44 @@ class App:
     tokens: TokenService
     exceptions: ExceptionService
     dispatch: DispatchService
+    targets: TargetService
+    connectors: ConnectorRegistry
+    idempotency: SqlIdempotencyStore
+    rate_limiter: RateLimiter
+    uow: SqlUnitOfWorkFactory
     metrics: Metrics | None = None
 
     def servicers(self) -> Servicers:
-        return Servicers(
+        servicers = Servicers(
             exceptions=ExceptionsServicer(self.exceptions, self.dispatch),
             health=HealthServicer(make_ping(self.engine)),
+            targets=TargetsServicer(self.targets),
+            bulk=BulkServicer(self._bulk_runner()),
+            meta=MetaServicer(read_openapi_document()),
         )
+        # /v1/bulk calls every other servicer through this same interceptor chain, in process.
+        bind_in_process(servicers, self.interceptors(), self.methods)
+        return servicers
+
+    def _bulk_runner(self) -> BulkRunner:
+        limits = BulkLimits(self.settings.bulk_max_requests, self.settings.bulk_time_budget_seconds)
+        observe = self.metrics.observe_subrequest if self.metrics else None
+        return BulkRunner(RouteTable(self.methods), limits, savepoint_per_request(self.uow), observe=observe)
 
     def interceptors(self) -> list[grpc.ServerInterceptor]:
-        """Outermost first: request id + access log, errors, auth (idempotency slots in last)."""
+        """Outermost first: request id + access log, errors, request guard, auth, rate limit (idempotency
+        last)."""
         return [
             RequestIdInterceptor(self.methods, self.metrics.observe_call if self.metrics else None),
             ErrorInterceptor(translate_db_error),
+            RequestGuardInterceptor(),  # invalid UTF-8, NUL characters: 400 (docs/hardening.md)
             AuthInterceptor(self.methods, self.tokens.authenticate),
+            RateLimitInterceptor(self.methods, self.rate_limiter.check),
+            IdempotencyInterceptor(self.methods, self.idempotency),
         ]
 
     def close(self) -> None:
+        self.connectors.close()
         self.engine.dispose()
 
 
@@ -58,6 +99,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
     """metrics_registry: where this process's metrics go (None: no metrics, e.g. CLI commands)."""
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     uow = SqlUnitOfWorkFactory(engine)
+    targets, connectors = _dispatch_parts(settings, uow)
     metrics = None
     if metrics_registry is not None:
         metrics = Metrics(metrics_registry, pool_checked_out=engine.pool.checkedout)
@@ -65,11 +107,44 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
         settings=settings,
         engine=engine,
         methods=load_methods(),
+        idempotency=SqlIdempotencyStore(
+            uow,
+            Policy.of_seconds(settings.idempotency_ttl_seconds, settings.idempotency_lock_timeout_seconds),
+        ),
         tokens=TokenService(uow),
         exceptions=ExceptionService(uow),
-        dispatch=DispatchService(uow, ConnectorRegistry()),
+        dispatch=DispatchService(
+            uow,
+            targets,
+            connectors,
+            pool_size=settings.dispatch_pool_size,
+            claim_timeout=timedelta(seconds=settings.dispatch_claim_timeout_seconds),
+            observe=metrics.observe_dispatch if metrics else None,
+        ),
+        targets=targets,
+        connectors=connectors,
+        rate_limiter=RateLimiter(SqlCounterStore(uow), {"dispatch": settings.rate_limit_dispatch_per_minute}),
+        uow=uow,
         metrics=metrics,
     )
+
+
+def _dispatch_parts(settings: Settings, uow: SqlUnitOfWorkFactory) -> tuple[TargetService, ConnectorRegistry]:
+    """Target configuration and the connectors, sharing one SSRF policy (docs/targets.md)."""
+    policy = AddressPolicy(allow_private=settings.dispatch_allow_private_networks)
+    box = FernetSecretBox(load_keys(settings.target_secrets_key, Path(settings.target_secrets_key_file)))
+    connectors = ConnectorRegistry.from_settings(
+        policy,
+        HttpSettings(settings.dispatch_connect_timeout_seconds, settings.dispatch_read_timeout_seconds),
+        RetryPolicy(
+            settings.dispatch_max_attempts,
+            settings.dispatch_backoff_initial_seconds,
+            settings.dispatch_backoff_max_seconds,
+        ),
+        settings.dispatch_breaker_failures,
+        settings.dispatch_breaker_reset_seconds,
+    )
+    return TargetService(uow, box, policy.check_url), connectors
 
 
 def build_grpc_server(app: App, *, shared_port: bool = False):

@@ -50,6 +50,29 @@ class Settings:
     # Prometheus exposition on 127.0.0.1 (METRICS_HOST); 0 = off.
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
+    # POST /v1/bulk (docs/bulk.md): sub-requests per batch, and the time after which sub-requests not
+    # yet started answer 504 (below Envoy's 60 s route timeout, so the batch still answers).
+    bulk_max_requests: int = 100
+    bulk_time_budget_seconds: float = 30.0
+
+    # Dispatch to target systems (docs/targets.md). Fernet keys, comma-separated (first encrypts);
+    # empty: a key generated once into the key file (make run on a fresh machine).
+    target_secrets_key: str = ""
+    target_secrets_key_file: str = str(PROJECT_ROOT / "var" / "target_secrets.key")
+    # Items of one bulk dispatch sent at once (JIRA sends batches of up to 50 per call).
+    dispatch_pool_size: int = 8
+    dispatch_connect_timeout_seconds: float = 5.0
+    dispatch_read_timeout_seconds: float = 15.0
+    # Calls per request to a target, the first included (network errors, 429 and 5xx are retried).
+    dispatch_max_attempts: int = 3
+    dispatch_backoff_initial_seconds: float = 0.5
+    # Longest wait between attempts; a Retry-After longer than this ends the retries instead.
+    dispatch_backoff_max_seconds: float = 10.0
+    # Consecutive failed calls to one host that open its circuit, and how long it stays open.
+    dispatch_breaker_failures: int = 5
+    dispatch_breaker_reset_seconds: float = 30.0
+    # A pending dispatch claimed longer ago than this belongs to an attempt that died.
+    dispatch_claim_timeout_seconds: int = 300
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -88,5 +111,13 @@ class Settings:
             raise SettingsError("WORKERS must be 0 (one per core) or more")
         if self.max_body_bytes < 1024:
             raise SettingsError("MAX_BODY_BYTES must be at least 1024")
+        if self.bulk_max_requests < 1 or not self.bulk_time_budget_seconds > 0:
+            raise SettingsError("BULK_MAX_REQUESTS must be at least 1 and BULK_TIME_BUDGET_SECONDS above 0")
+        if self.dispatch_pool_size < 1 or self.dispatch_max_attempts < 1:
+            raise SettingsError("DISPATCH_POOL_SIZE and DISPATCH_MAX_ATTEMPTS must be at least 1")
+        if self.dispatch_breaker_failures < 1 or self.dispatch_claim_timeout_seconds < 1:
+            raise SettingsError(
+                "DISPATCH_BREAKER_FAILURES and DISPATCH_CLAIM_TIMEOUT_SECONDS must be at least 1"
+            )
         if self.rate_limit_dispatch_per_minute < 0:
             raise SettingsError("RATE_LIMIT_DISPATCH_PER_MINUTE must be 0 (off) or more")

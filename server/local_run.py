@@ -78,3 +78,85 @@ def run(settings: Settings, migrate: Callable[[Settings], None], serve: Callable
             envoy.wait(timeout=5)
         except Exception:
             envoy.kill()
+
+
+def _ensure_postgres_database(url: str) -> None:
+    """`make cluster` on a fresh machine: create the database the URL names if it is missing."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    if not target.drivername.startswith("postgresql"):
+        return
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
+            )
+            if exists.first() is None:
+                conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+                log.info("created database", extra={"database": target.database})
+    finally:
+        admin.dispose()
+
+
+def run_cluster(settings: Settings, replicas: int, migrate: Callable[[Settings], None]) -> None:
+    """`make cluster`: several replicas (one process each) on one database behind one Envoy."""
+    import os
+    import signal
+    import subprocess
+
+    from server.envoy_proxy import render_config, start_envoy, wait_until_ready
+    from server.rpc.methods import service_names
+
+    _ensure_postgres_database(settings.database_url)
+    migrate(settings)
+    token = _first_token(settings)
+    run_dir = PROJECT_ROOT / "var"
+    run_dir.mkdir(exist_ok=True)
+    ports = [settings.grpc_port + i for i in range(replicas)]
+    processes = []
+    for index, port in enumerate(ports):
+        env = dict(
+            os.environ,
+            GRPC_PORT=str(port),
+            WORKERS="1",
+            SHUTDOWN_DRAIN_SECONDS="2",
+            METRICS_PORT=str(settings.metrics_port + index) if settings.metrics_port else "0",
+        )
+        processes.append(subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env))
+    config = render_config(
+        http_host=settings.http_host,
+        http_port=settings.http_port,
+        upstreams=[(settings.grpc_host, port) for port in ports],
+        admin_port=settings.envoy_admin_port,
+        services=service_names(),
+        max_body_bytes=settings.max_body_bytes,
+        out_path=run_dir / "envoy-cluster.yaml",
+    )
+    envoy = start_envoy(config, log_path=run_dir / "envoy-cluster.log")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        wait_until_ready(settings.envoy_admin_port, timeout=15)
+        print(_banner(settings, token), file=sys.stderr, flush=True)
+        print(
+            f"Replicas on gRPC ports {ports}; Envoy admin on 127.0.0.1:{settings.envoy_admin_port}",
+            file=sys.stderr,
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            if any(p.poll() is not None for p in processes):
+                log.error("a replica exited; stopping the cluster")
+                break
+    finally:
+        for process in [*processes, envoy]:
+            if process.poll() is None:
+                process.terminate()
+        for process in [*processes, envoy]:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -54,6 +54,12 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
+    def observe_subrequest(self, status: int) -> None:
+        self.bulk_subrequests.labels(f"{status // 100}xx").inc()
+
+    def observe_dispatch(self, target: str, outcome: str) -> None:
+        self.dispatch_items.labels(target, outcome).inc()
+
     def observe_call(self, rpc: str, code: str, reason: str, seconds: float, headers: dict[str, str]) -> None:
         name = rpc.rsplit("/", 1)[-1]
         self.calls.labels(name, code).inc()

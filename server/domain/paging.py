@@ -80,7 +80,10 @@ def decode_cursor(cursor: str, scope: str) -> PageAfter | None:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         value, row_id = data["v"], data["i"]
-        if not isinstance(value, str | int) or not isinstance(row_id, str) or data["s"] != scope:
+        # bool is an int to Python; a cursor never holds one.
+        if isinstance(value, bool) or not isinstance(value, str | int) or not isinstance(row_id, str):
+            raise ValueError
+        if data["s"] != scope:
             raise ValueError
     except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
         raise InvalidArgument.field("cursor", "is not a cursor of this query") from None
@@ -97,13 +100,22 @@ def sort_value(item: object, sort_by: str) -> str | int:
     return str(value)
 
 
+_ENUM_SORT_VALUES = {"severity": frozenset(map(int, Severity)), "status": frozenset(map(int, Status))}
+
+
 def parse_sort_value(value: str | int, sort_by: str) -> datetime | str | int:
-    """Inverse of sort_value, for storage to compare against."""
+    """Inverse of sort_value, for storage to compare against. Only values sort_value can produce
+    pass: a cursor is opaque to callers but not tamper-proof, and a value the database cannot bind
+    (an integer beyond 64 bits, a time that overflows when moved to UTC) must be a 400, not a 500."""
+    refused = InvalidArgument.field("cursor", "is not a cursor of this query")
     if sort_by in ("created_at", "updated_at"):
         try:
-            return datetime.fromisoformat(str(value))
-        except ValueError:
-            raise InvalidArgument.field("cursor", "is not a cursor of this query") from None
-    if sort_by in ("severity", "status") and not isinstance(value, int):
-        raise InvalidArgument.field("cursor", "is not a cursor of this query")
+            parsed = datetime.fromisoformat(str(value))
+            if parsed.tzinfo is None:
+                raise ValueError
+            return parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise refused from None
+    if sort_by in _ENUM_SORT_VALUES and (isinstance(value, bool) or value not in _ENUM_SORT_VALUES[sort_by]):
+        raise refused
     return value

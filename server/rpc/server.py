@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from reconrouter.bulk.v1 import bulk_pb2_grpc
 from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 from reconrouter.health.v1 import health_pb2_grpc as rest_health_pb2_grpc
+from reconrouter.meta.v1 import meta_pb2_grpc
+from reconrouter.targets.v1 import targets_pb2_grpc
 
+from server.rpc.bulk.handlers import InProcessHandlers
 from server.rpc.methods import service_names
+from server.rpc.servicers.bulk import BulkServicer
 from server.rpc.servicers.exceptions import ExceptionsServicer
 from server.rpc.servicers.health import HealthServicer
+from server.rpc.servicers.meta import MetaServicer
+from server.rpc.servicers.targets import TargetsServicer
+
+MAX_METADATA_BYTES = 128 * 1024
 
 
 @dataclass
 class Servicers:
     exceptions: ExceptionsServicer
     health: HealthServicer
+    targets: TargetsServicer
+    bulk: BulkServicer
+    meta: MetaServicer  # GET /openapi.json
 
 
 def build_server(
@@ -37,6 +50,11 @@ def build_server(
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes * 4),
             ("grpc.so_reuseport", 1 if reuse_port else 0),
+            # Above Envoy's request header limit (60 KiB, then a JSON 431), so that Envoy is the one
+            # limit REST callers meet: with gRPC's default (16 KiB hard) a 20-60 KiB header passed
+            # Envoy and came back as a bare 429 RESOURCE_EXHAUSTED (docs/hardening.md).
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
         ],
     )
     add_servicers(servicers, server)
@@ -53,3 +71,17 @@ def add_servicers(servicers: Servicers, server: grpc.Server) -> None:
     """(servicer, server) like grpc's own add_*_to_server; pytest-grpc's fixtures call it too."""
     exceptions_pb2_grpc.add_ExceptionsServiceServicer_to_server(servicers.exceptions, server)
     rest_health_pb2_grpc.add_HealthServiceServicer_to_server(servicers.health, server)
+    targets_pb2_grpc.add_TargetsServiceServicer_to_server(servicers.targets, server)
+    bulk_pb2_grpc.add_BulkServiceServicer_to_server(servicers.bulk, server)
+    meta_pb2_grpc.add_MetaServiceServicer_to_server(servicers.meta, server)
+
+
+def bind_in_process(
+    servicers: Servicers, interceptors: list[grpc.ServerInterceptor], methods: Iterable[str]
+) -> None:
+    """Gives /v1/bulk the method handlers that add_servicers registers, wrapped by `interceptors`
+    (the server's chain) exactly as grpc wraps them per call; resolved once, here."""
+    handlers = InProcessHandlers.collect(
+        lambda collector: add_servicers(servicers, collector), interceptors, methods
+    )
+    servicers.bulk.runner.bind(handlers)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -77,7 +78,10 @@ class DispatchService:
         clock: Clock = utc_now,
         pool_size: int = 8,
         claim_timeout: timedelta = timedelta(minutes=5),
+        observe: Callable[[str, str], None] | None = None,
     ) -> None:
+        # (target, outcome) per dispatched item, outcome "succeeded" or the failure's reason: metrics.
+        self._observe = observe
         self._uow = uow
         self._targets = targets
         self._connectors = connectors
@@ -91,7 +95,7 @@ class DispatchService:
         """Single dispatch: per-item problems are errors of the whole call."""
         exception_id = parse_uuid(exception_id, "exception_id")
         target, queue = parse_target_request(target_system, queue)
-        result = self._run(principal, [exception_id], target, queue)[exception_id]
+        result = self._observed(target, self._run(principal, [exception_id], target, queue))[exception_id]
         if isinstance(result, DomainError):
             raise result
         return result
@@ -102,12 +106,18 @@ class DispatchService:
         target, queue = parse_target_request(target_system, queue)
         ids = unique_ids(raw_ids)
         outcome = BulkOutcome(ids)
-        for eid, result in self._run(principal, ids, target, queue).items():
+        for eid, result in self._observed(target, self._run(principal, ids, target, queue)).items():
             if isinstance(result, DomainError):
                 outcome.fail(eid, result)
             else:
                 outcome.succeeded.append(eid)
         return outcome.in_request_order()
+
+    def _observed(self, target: TargetSystem, results: dict[str, Result]) -> dict[str, Result]:
+        if self._observe is not None:
+            for result in results.values():
+                self._observe(target.value, result.reason if isinstance(result, DomainError) else "succeeded")
+        return results
 
     # -- the steps -------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from server.domain.auth import Principal
@@ -83,7 +83,12 @@ def _parse_time(value: str, field_name: str, v: Violations) -> datetime | None:
     if parsed.tzinfo is None:
         v.add(field_name, "must include a UTC offset (e.g. Z)")
         return None
-    return parsed
+    try:
+        # 0001-01-01T00:00:00+14:00 parses but is before year 1 in UTC: the driver would overflow.
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        v.add(field_name, "is out of range")
+        return None
 
 
 def _page(rows: list[T], limit: int, scope: str, key: Callable[[T], PageAfter]) -> Page[T]:

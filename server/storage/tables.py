@@ -97,6 +97,22 @@ dispatches = sa.Table(
     sa.Column("acknowledged", sa.Boolean, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("completed_at", UtcDateTime, nullable=True),
+    # The attempt calling the target right now (see domain DispatchRecord); added by 0002.
+    sa.Column("claim_id", sa.String(36), nullable=True),
+    sa.Column("claimed_at", UtcDateTime, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+)
+
+targets = sa.Table(
+    "targets",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("target_system", sa.String(32), primary_key=True),
+    sa.Column("settings", sa.JSON, nullable=False),  # non-secret fields, e.g. base_url, project_key
+    # Write-only fields (tokens, passwords, credentials) as one Fernet token: never stored in clear.
+    sa.Column("secrets", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 idempotency_keys = sa.Table(
@@ -113,4 +129,14 @@ idempotency_keys = sa.Table(
     sa.Column("expires_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Index("ix_idempotency_keys_expires_at", "expires_at"),  # the purge of expired keys
+)
+
+# Per-tenant call counters per minute (server/services/rate_limit.py); a few rows per tenant.
+rate_limit_counters = sa.Table(
+    "rate_limit_counters",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("bucket", sa.String(32), primary_key=True),
+    sa.Column("window_index", sa.BigInteger, primary_key=True, autoincrement=False),  # unix minute
+    sa.Column("calls", sa.Integer, nullable=False),
 )

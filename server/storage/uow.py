@@ -20,6 +20,7 @@ from server.storage.repositories import (
     SqlDispatchRepository,
     SqlExceptionRepository,
     SqlHistoryRepository,
+    SqlTargetRepository,
     SqlTokenRepository,
 )
 
@@ -34,10 +35,14 @@ class SqlUnitOfWork:
     savepoint instead).
     """
 
-    def __init__(self, engine: Engine, *, write: bool, parent: SqlUnitOfWork | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, write: bool, parent: SqlUnitOfWork | None = None, lazy: bool = False
+    ) -> None:
         self._engine = engine
         self.write = write
         self._parent = parent
+        # lazy: BEGIN at the first statement instead of at __enter__ (see SqlUnitOfWorkFactory.outer).
+        self._lazy = lazy
         self._transaction: RootTransaction | None = None
         self._thread = threading.get_ident()
         # Set by __enter__.
@@ -45,6 +50,7 @@ class SqlUnitOfWork:
         self.exceptions: SqlExceptionRepository
         self.history: SqlHistoryRepository
         self.dispatches: SqlDispatchRepository
+        self.targets: SqlTargetRepository
         self.tokens: SqlTokenRepository
 
     @property
@@ -57,26 +63,30 @@ class SqlUnitOfWork:
         else:
             # `write` reaches the engine's "begin" hook: BEGIN IMMEDIATE on SQLite.
             self.connection = self._engine.connect().execution_options(write=self.write)
-            try:
-                self._transaction = self.connection.begin()
-            except BaseException:
-                self.connection.close()
-                raise
+            if not self._lazy:
+                try:
+                    self._transaction = self.connection.begin()
+                except BaseException:
+                    self.connection.close()
+                    raise
         lock_rows = self.write
         self.exceptions = SqlExceptionRepository(self.connection, lock_rows=lock_rows)
         self.history = SqlHistoryRepository(self.connection)
         self.dispatches = SqlDispatchRepository(self.connection, lock_rows=lock_rows)
+        self.targets = SqlTargetRepository(self.connection)
         self.tokens = SqlTokenRepository(self.connection)
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self._transaction is None:
+        if self._parent is not None:
             return  # joined: the outer unit of work commits or rolls back
         try:
+            # The connection's transaction: begun in __enter__, or at the first statement when lazy
+            # (none at all if nothing ran; then these do nothing).
             if exc_type is None:
-                self._transaction.commit()
+                self.connection.commit()
             else:
-                self._transaction.rollback()
+                self.connection.rollback()
         finally:
             self.connection.close()
 
@@ -102,6 +112,11 @@ class SqlUnitOfWorkFactory:
         """The active outer unit of work of this context, if any."""
         return self._current.get()
 
+    def in_transaction(self) -> bool:
+        """True once the active outer unit of work has begun its transaction (see outer())."""
+        outer = self._current.get()
+        return outer is not None and outer.connection.in_transaction()
+
     @contextmanager
     def outer(self, *, write: bool = True) -> Iterator[SqlUnitOfWork]:
         """Opens a unit of work that units of work made inside the block join.
@@ -109,10 +124,15 @@ class SqlUnitOfWorkFactory:
         Nested inside another outer block it runs in a SAVEPOINT of that transaction, so an inner
         owner (say, one sub-request of /v1/bulk) can fail and roll back its own writes without
         undoing its siblings'; the outermost block alone commits.
+
+        The outermost block begins its transaction at its first statement, not on entry: until the
+        handler first uses it, it holds no lock (on SQLite, not the write lock), so the handler can
+        commit independent work first (join=False) and make external calls holding nothing; dispatch
+        does exactly that (docs/targets.md, "Transactions").
         """
         parent = self._current.get()
         if parent is None:
-            with SqlUnitOfWork(self.engine, write=write) as uow:
+            with SqlUnitOfWork(self.engine, write=write, lazy=True) as uow:
                 token = self._current.set(uow)
                 try:
                     yield uow

@@ -13,6 +13,11 @@ def test_healthz_needs_no_token(stack):
     assert response.json() == {"status": "SERVING"}
 
 
+def test_livez_needs_no_token_and_no_database(stack):
+    response = httpx.get(f"{stack.base_url}/livez")
+    assert (response.status_code, response.json()) == (200, {"status": "LIVE"})
+
+
 def test_output_is_snake_case_with_bare_enum_words(create):
     body = create(transaction_id="txn-case", amount="1500.5", currency="EUR", metadata={"desk": "FX"})
     assert body["transaction_id"] == "txn-case"

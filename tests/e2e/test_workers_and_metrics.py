@@ -3,6 +3,7 @@
 import json
 import re
 import signal
+import uuid
 
 import grpc
 import httpx
@@ -25,7 +26,7 @@ def metric(text: str, name: str, **labels) -> float:
 
 def test_two_workers_share_the_port_and_report_metrics_together(tmp_path):
     with Stack(f"sqlite:///{tmp_path / 'db.sqlite'}", {"WORKERS": "2"}, work_dir=tmp_path) as stack:
-        token = stack.create_token("workers", ["exceptions:read", "exceptions:write"])
+        token = stack.create_token("workers", ["exceptions:read", "exceptions:write", "exceptions:dispatch"])
         auth = [("authorization", f"Bearer {token}")]
         before = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics").text
         # A fresh connection per call: SO_REUSEPORT spreads connections (not calls) over workers.
@@ -42,6 +43,22 @@ def test_two_workers_share_the_port_and_report_metrics_together(tmp_path):
             headers={"Authorization": f"Bearer {token}"},
         )
         assert response.status_code == 200
+        rest = httpx.Client(base_url=stack.base_url, headers={"Authorization": f"Bearer {token}"})
+        eid = response.json()["id"]
+        dispatched = rest.post(
+            "/v1/exceptions/bulk/dispatch",
+            json={"exception_ids": [eid, str(uuid.uuid4())], "target_system": "MANUAL"},
+        )
+        assert dispatched.status_code == 200
+        batch = rest.post(
+            "/v1/bulk", json={"requests": [{"url": f"/v1/exceptions/{eid}"}, {"url": "/v1/nope"}]}
+        )
+        assert batch.status_code == 400  # an unknown route refuses the whole envelope, nothing runs
+        batch = rest.post(
+            "/v1/bulk",
+            json={"requests": [{"url": f"/v1/exceptions/{eid}"}, {"url": f"/v1/exceptions/{uuid.uuid4()}"}]},
+        )
+        assert [item["status"] for item in batch.json()] == [200, 404]
         after = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics").text
         assert (
             metric(after, "reconrouter_rpc_calls_total", rpc="ListExceptions", code="OK")
@@ -50,6 +67,10 @@ def test_two_workers_share_the_port_and_report_metrics_together(tmp_path):
         )
         assert metric(after, "reconrouter_rpc_calls_total", rpc="CreateException", code="OK") >= 1
         assert metric(after, "reconrouter_rpc_duration_seconds_count", rpc="ListExceptions") >= 40
+        assert metric(after, "reconrouter_dispatch_items_total", target="MANUAL", outcome="succeeded") == 1
+        assert metric(after, "reconrouter_dispatch_items_total", target="MANUAL", outcome="NOT_FOUND") == 1
+        assert metric(after, "reconrouter_bulk_subrequests_total", status="2xx") == 1
+        assert metric(after, "reconrouter_bulk_subrequests_total", status="4xx") == 1
         pids = {
             json.loads(line).get("pid")
             for line in stack.logs().splitlines()

@@ -152,7 +152,8 @@ def test_callback_resolves_a_dispatched_exception(stub, auth, make_exception):
         pb.ReceiveCallbackRequest(
             exception_id=e.id, external_system="MANUAL", external_issue_id="OTHER", status=pb.RESOLVED
         ),
-        metadata=auth("writer"),
+        # Callbacks need an idempotency key (the contract's idempotency_key_required).
+        metadata=[*auth("writer"), ("x-idempotency-key", f"cb-wrong-{e.id}")],
     )
     assert error_reason(wrong) == "INVALID_STATE"
     answer = stub.ReceiveCallback(
@@ -163,7 +164,7 @@ def test_callback_resolves_a_dispatched_exception(stub, auth, make_exception):
             status=pb.RESOLVED,
             resolution_notes="fixed upstream",
         ),
-        metadata=auth("writer"),
+        metadata=[*auth("writer"), ("x-idempotency-key", f"cb-{e.id}")],
     )
     assert answer.status == "accepted"
     got = stub.GetException(pb.GetExceptionRequest(exception_id=e.id), metadata=auth("reader"))

@@ -17,11 +17,17 @@ class FakeContext:
     def __init__(self, metadata=()):
         self._metadata = tuple(Metadatum(k, v) for k, v in metadata)
         self.initial_metadata = None
+        self.cancelled = False
+
+    def is_active(self):
+        return not self.cancelled
 
     def invocation_metadata(self):
         return self._metadata
 
     def send_initial_metadata(self, metadata):
+        if self.cancelled:
+            raise ValueError("call is cancelled")  # what grpc does for a call the client dropped
         assert self.initial_metadata is None, "initial metadata sent twice"
         self.initial_metadata = dict(metadata)
 

@@ -168,3 +168,14 @@ def test_access_log_line_has_rpc_code_and_tenant(caplog):
     record = next(r for r in caplog.records if r.name == "reconrouter.access")
     line = json.loads(JsonFormatter().format(record))
     assert (line["rpc"], line["code"], line["tenant"]) == (GET, "OK", "t1")
+
+
+def test_a_call_the_client_cancelled_is_logged_as_cancelled(caplog):
+    def cancelled_meanwhile(request, context):
+        context.cancelled = True
+        return "too late"
+
+    _, call = run_through(chain(), HEALTH, cancelled_meanwhile)
+    with caplog.at_level(logging.INFO, logger="reconrouter.access"), pytest.raises(ValueError):
+        call()
+    assert caplog.records[-1].code == "CANCELLED"

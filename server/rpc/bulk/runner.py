@@ -72,7 +72,9 @@ class BulkRunner:
         limits: BulkLimits,
         isolation: Isolation = nullcontext,
         clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[int], None] | None = None,
     ) -> None:
+        self._observe = observe  # each sub-request's HTTP status, for metrics
         self._routes = routes
         self._limits = limits
         self._isolation = isolation
@@ -107,6 +109,8 @@ class BulkRunner:
             else:
                 result = self._run_one(item, done, outer, deadline)
             results.append(result)
+            if self._observe is not None:
+                self._observe(result.status)
             if item.id:
                 done[item.id] = result
             halted = halted or (request.halt_on_error and not result.ok)

@@ -10,6 +10,7 @@ import grpc
 from server.domain.auth import Principal
 from server.domain.errors import PermissionDenied, Unauthenticated
 from server.rpc import call_state
+from server.rpc.bulk.context import SubRequestContext
 from server.rpc.interceptors.base import Behavior, UnaryInterceptor
 from server.rpc.metadata import metadata_value
 from server.rpc.methods import MethodInfo
@@ -31,11 +32,19 @@ class AuthInterceptor(UnaryInterceptor):
 
     def around(self, method: str, request: Any, context: grpc.ServicerContext, proceed: Behavior) -> Any:
         info = self._methods.get(method)
-        if info is None or not info.required_scope:
+        if info is None or info.public:
             # Public: the REST health check, plus grpc.health.v1 (not part of this table).
             return proceed(request, context)
-        principal = self._authenticate(bearer_token(metadata_value(context, "authorization")))
+        principal = self._principal(context)
         call_state.current().principal = principal
-        if not principal.has_scope(info.required_scope):
+        # token_required RPCs (POST /v1/bulk) have no scope of their own: they check each piece.
+        if info.required_scope and not principal.has_scope(info.required_scope):
             raise PermissionDenied(f"the token lacks the {info.required_scope} scope")
         return proceed(request, context)
+
+    def _principal(self, context: grpc.ServicerContext) -> Principal:
+        if isinstance(context, SubRequestContext):
+            # A /v1/bulk sub-request runs as the outer call's caller, whatever headers it carries;
+            # only the server builds this context, so no caller can forge it.
+            return context.principal
+        return self._authenticate(bearer_token(metadata_value(context, "authorization")))

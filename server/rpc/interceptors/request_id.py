@@ -45,8 +45,10 @@ class RequestIdInterceptor(UnaryInterceptor):
             )
             return response
         except BaseException:
-            if state.code == "OK":  # an error that skipped the error interceptor (should not happen)
-                state.code = "UNKNOWN"
+            if state.code == "OK":
+                # The caller went away (sending headers to a cancelled call raises), or an error
+                # skipped the error interceptor (should not happen).
+                state.code = "UNKNOWN" if context.is_active() else "CANCELLED"
             raise
         finally:
             seconds = time.perf_counter() - state.started

@@ -6,10 +6,14 @@ from reconrouter.health.v1 import health_pb2, health_pb2_grpc
 
 
 class HealthServicer(health_pb2_grpc.HealthServiceServicer):
-    """GET /healthz: answers only when the database does (ping raises Unavailable otherwise)."""
+    """GET /livez answers while the process runs; GET /healthz only when the database answers too
+    (ping raises Unavailable otherwise)."""
 
     def __init__(self, ping: Callable[[], None]) -> None:
         self._ping = ping
+
+    def Live(self, request, context):
+        return health_pb2.LiveResponse(status="LIVE")
 
     def Check(self, request, context):
         self._ping()

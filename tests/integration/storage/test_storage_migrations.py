@@ -58,7 +58,7 @@ def test_the_comparison_would_notice_a_difference(empty_url):
 def test_upgrade_is_idempotent(empty_url):
     assert current_revision(empty_url) is None
     upgrade(empty_url)
-    assert current_revision(empty_url) == head_revision() == "0001"
+    assert current_revision(empty_url) == head_revision() is not None
     engine = make_engine(empty_url, pool_size=1)
     try:
         with engine.begin() as conn:
@@ -71,7 +71,7 @@ def test_upgrade_is_idempotent(empty_url):
             assert conn.exec_driver_sql("SELECT count(*) FROM tokens").scalar() == 1
     finally:
         engine.dispose()
-    assert current_revision(empty_url) == "0001"
+    assert current_revision(empty_url) == head_revision()
 
 
 def test_concurrent_upgrades_in_one_process(empty_url):
@@ -91,7 +91,7 @@ def test_concurrent_upgrades_in_one_process(empty_url):
     for t in threads:
         t.join()
     assert errors == []
-    assert current_revision(empty_url) == "0001"
+    assert current_revision(empty_url) == head_revision()
 
 
 def test_replicas_starting_together_migrate_once(empty_url):
@@ -111,7 +111,7 @@ def test_replicas_starting_together_migrate_once(empty_url):
     for p in procs:
         p.stderr.close()
     assert failures == []
-    assert current_revision(empty_url) == "0001"
+    assert current_revision(empty_url) == head_revision()
     assert schema_diff(empty_url, metadata) == []
 
 

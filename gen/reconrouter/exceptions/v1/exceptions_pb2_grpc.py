@@ -147,7 +147,8 @@ class ExceptionsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReceiveCallback(self, request, context):
-        """A target system reports back on a dispatched exception.
+        """A target system reports back on a dispatched exception. Targets redeliver webhooks, so every
+        callback carries an idempotency key (X-Idempotency-Key / Idempotency-Key).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -25,19 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"reconrouter/health/v1/health.proto\x12\x15reconrouter.health.v1\x1a\x1cgoogle/api/annotations.proto\"\x0e\n\x0c\x43heckRequest\"\x1f\n\rCheckResponse\x12\x0e\n\x06status\x18\x01 \x01(\t2u\n\rHealthService\x12\x64\n\x05\x43heck\x12#.reconrouter.health.v1.CheckRequest\x1a$.reconrouter.health.v1.CheckResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/healthzb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"reconrouter/health/v1/health.proto\x12\x15reconrouter.health.v1\x1a\x1cgoogle/api/annotations.proto\"\r\n\x0bLiveRequest\"\x1e\n\x0cLiveResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"\x0e\n\x0c\x43heckRequest\"\x1f\n\rCheckResponse\x12\x0e\n\x06status\x18\x01 \x01(\t2\xd6\x01\n\rHealthService\x12_\n\x04Live\x12\".reconrouter.health.v1.LiveRequest\x1a#.reconrouter.health.v1.LiveResponse\"\x0e\x82\xd3\xe4\x93\x02\x08\x12\x06/livez\x12\x64\n\x05\x43heck\x12#.reconrouter.health.v1.CheckRequest\x1a$.reconrouter.health.v1.CheckResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/healthzb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reconrouter.health.v1.health_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_HEALTHSERVICE'].methods_by_name['Live']._loaded_options = None
+  _globals['_HEALTHSERVICE'].methods_by_name['Live']._serialized_options = b'\202\323\344\223\002\010\022\006/livez'
   _globals['_HEALTHSERVICE'].methods_by_name['Check']._loaded_options = None
   _globals['_HEALTHSERVICE'].methods_by_name['Check']._serialized_options = b'\202\323\344\223\002\n\022\010/healthz'
-  _globals['_CHECKREQUEST']._serialized_start=91
-  _globals['_CHECKREQUEST']._serialized_end=105
-  _globals['_CHECKRESPONSE']._serialized_start=107
-  _globals['_CHECKRESPONSE']._serialized_end=138
-  _globals['_HEALTHSERVICE']._serialized_start=140
-  _globals['_HEALTHSERVICE']._serialized_end=257
+  _globals['_LIVEREQUEST']._serialized_start=91
+  _globals['_LIVEREQUEST']._serialized_end=104
+  _globals['_LIVERESPONSE']._serialized_start=106
+  _globals['_LIVERESPONSE']._serialized_end=136
+  _globals['_CHECKREQUEST']._serialized_start=138
+  _globals['_CHECKREQUEST']._serialized_end=152
+  _globals['_CHECKRESPONSE']._serialized_start=154
+  _globals['_CHECKRESPONSE']._serialized_end=185
+  _globals['_HEALTHSERVICE']._serialized_start=188
+  _globals['_HEALTHSERVICE']._serialized_end=402
 # @@protoc_insertion_point(module_scope)

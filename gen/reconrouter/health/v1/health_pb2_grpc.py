@@ -34,6 +34,11 @@ class HealthServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Live = channel.unary_unary(
+                '/reconrouter.health.v1.HealthService/Live',
+                request_serializer=reconrouter_dot_health_dot_v1_dot_health__pb2.LiveRequest.SerializeToString,
+                response_deserializer=reconrouter_dot_health_dot_v1_dot_health__pb2.LiveResponse.FromString,
+                _registered_method=True)
         self.Check = channel.unary_unary(
                 '/reconrouter.health.v1.HealthService/Check',
                 request_serializer=reconrouter_dot_health_dot_v1_dot_health__pb2.CheckRequest.SerializeToString,
@@ -44,8 +49,16 @@ class HealthServiceStub:
 class HealthServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
+    def Live(self, request, context):
+        """Liveness: the process answers. Touches nothing else, so it is also the framework's ceiling in
+        benchmarks (a call that does no work).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Check(self, request, context):
-        """Answers SERVING when the server and its database are reachable; needs no token.
+        """Readiness: SERVING when the server and its database are reachable; needs no token.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -54,6 +67,11 @@ class HealthServiceServicer:
 
 def add_HealthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Live': grpc.unary_unary_rpc_method_handler(
+                    servicer.Live,
+                    request_deserializer=reconrouter_dot_health_dot_v1_dot_health__pb2.LiveRequest.FromString,
+                    response_serializer=reconrouter_dot_health_dot_v1_dot_health__pb2.LiveResponse.SerializeToString,
+            ),
             'Check': grpc.unary_unary_rpc_method_handler(
                     servicer.Check,
                     request_deserializer=reconrouter_dot_health_dot_v1_dot_health__pb2.CheckRequest.FromString,
@@ -69,6 +87,33 @@ def add_HealthServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class HealthService:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Live(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reconrouter.health.v1.HealthService/Live',
+            reconrouter_dot_health_dot_v1_dot_health__pb2.LiveRequest.SerializeToString,
+            reconrouter_dot_health_dot_v1_dot_health__pb2.LiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Check(request,

@@ -1,0 +1,461 @@
+"""gen/openapi.json: the OpenAPI 3.1 description of the REST surface, written by `make gen` from the
+descriptor set Envoy loads (gen/reconrouter.pb), so it cannot drift from the routes Envoy serves.
+
+- Routes: every `google.api.http` binding (main and additional_bindings) of the reconrouter.*
+  services; `custom` patterns are skipped, as Envoy's route table and server/rpc/routes.py do.
+- Parameters as the transcoder maps them: path variables; for routes whose body is not `*`, every
+  other leaf field of the request message as a query parameter (dotted for nested messages, repeated
+  fields as repeated parameters, by proto name and by lowerCamelCase json name).
+- Schemas from the messages (server/tools/openapi_schemas.py): proto field names for output, both
+  spellings for input, enums as names. Errors are google.rpc.Status.
+- Security: bearer tokens; the scope a route needs is the security requirement's role (OpenAPI 3.1)
+  and `x-required-scope`. Mutating routes take X-Idempotency-Key / Idempotency-Key and answer
+  X-Idempotency-Replayed; every route takes and answers X-Request-Id.
+
+Deterministic: the same descriptor set gives the same bytes (CI's freshness check of gen/ covers it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+
+from server.tools.openapi_schemas import Comments, Schema, SchemaBuilder, is_map, is_well_known
+
+OPENAPI_VERSION = "3.1.0"
+PACKAGE_PREFIX = "reconrouter."
+KEY_PATTERN = r"^[A-Za-z0-9:_-]{1,255}$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/+=-]{1,128}$"
+_VARIABLE = re.compile(r"\{([^}=]+)(=[^}]*)?\}")
+_HTTP_VERBS = ("get", "put", "post", "delete", "patch")
+
+
+@dataclass(frozen=True)
+class Binding:
+    verb: str  # lower case
+    path: str  # the template as annotated
+    body: str
+    response_body: str
+
+
+@dataclass(frozen=True)
+class Rpc:
+    service: str
+    method: MethodDescriptor
+    required_scope: str
+    token_required: bool
+    key_required: bool
+    rate_limit: str
+    bindings: tuple[Binding, ...]
+
+    @property
+    def public(self) -> bool:
+        return not self.required_scope and not self.token_required
+
+
+# -- reading the descriptor set --------------------------------------------------------------------
+
+
+def _load(descriptor_set: bytes) -> tuple[descriptor_pb2.FileDescriptorSet, descriptor_pool.DescriptorPool]:
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    return files, pool
+
+
+def _comment(text: str) -> str:
+    return textwrap.dedent(text).strip()
+
+
+def _comments(files: descriptor_pb2.FileDescriptorSet) -> Comments:
+    """Leading comments by full name: messages, fields, enums, services ("pkg.Svc"), methods."""
+    found: Comments = {}
+    for file in files.file:
+        by_path = {
+            tuple(loc.path): _comment(loc.leading_comments)
+            for loc in file.source_code_info.location
+            if loc.leading_comments.strip()
+        }
+        prefix = f"{file.package}." if file.package else ""
+        _message_comments(file.message_type, (4,), prefix, by_path, found)
+        _enum_comments(file.enum_type, (5,), prefix, by_path, found)
+        for i, service in enumerate(file.service):
+            if (6, i) in by_path:
+                found[f"{prefix}{service.name}"] = by_path[(6, i)]
+            for j, method in enumerate(service.method):
+                if (6, i, 2, j) in by_path:
+                    found[f"{prefix}{service.name}.{method.name}"] = by_path[(6, i, 2, j)]
+    return found
+
+
+def _message_comments(items, path: tuple, scope: str, by_path: dict, found: Comments) -> None:
+    # Source paths: message_type = 4, its field = 2, nested_type = 3, enum_type = 4 (descriptor.proto).
+    for i, message in enumerate(items):
+        name, here = f"{scope}{message.name}", (*path, i)
+        if here in by_path:
+            found[name] = by_path[here]
+        for j, field in enumerate(message.field):
+            if (*here, 2, j) in by_path:
+                found[f"{name}.{field.name}"] = by_path[(*here, 2, j)]
+        _message_comments(message.nested_type, (*here, 3), f"{name}.", by_path, found)
+        _enum_comments(message.enum_type, (*here, 4), f"{name}.", by_path, found)
+
+
+def _enum_comments(items, path: tuple, scope: str, by_path: dict, found: Comments) -> None:
+    for i, enum in enumerate(items):
+        if (*path, i) in by_path:
+            found[f"{scope}{enum.name}"] = by_path[(*path, i)]
+
+
+def _rpcs(files: descriptor_pb2.FileDescriptorSet, pool: descriptor_pool.DescriptorPool) -> list[Rpc]:
+    # Options in a descriptor set are unparsed extensions: parse them with this pool's MethodOptions.
+    options_class = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("google.protobuf.MethodOptions")
+    )
+    http = pool.FindExtensionByName("google.api.http")
+
+    def option(options, name: str, default):
+        try:
+            extension = pool.FindExtensionByName(f"reconrouter.api.v1.{name}")
+        except KeyError:
+            return default
+        return options.Extensions[extension]
+
+    found = []
+    for file in sorted(files.file, key=lambda f: f.name):
+        if not file.package.startswith(PACKAGE_PREFIX):
+            continue
+        for service_proto in file.service:
+            service = pool.FindServiceByName(f"{file.package}.{service_proto.name}")
+            for method_proto, method in zip(service_proto.method, service.methods, strict=True):
+                options = options_class.FromString(method_proto.options.SerializeToString())
+                rules = []
+                if options.HasExtension(http):
+                    rule = options.Extensions[http]
+                    rules = [rule, *rule.additional_bindings]
+                bindings = []
+                for rule in rules:
+                    verb = rule.WhichOneof("pattern")
+                    if verb in _HTTP_VERBS:
+                        bindings.append(Binding(verb, getattr(rule, verb), rule.body, rule.response_body))
+                if bindings:
+                    found.append(
+                        Rpc(
+                            service=service.full_name,
+                            method=method,
+                            required_scope=option(options, "required_scope", ""),
+                            token_required=option(options, "token_required", False),
+                            key_required=option(options, "idempotency_key_required", False),
+                            rate_limit=option(options, "rate_limit", ""),
+                            bindings=tuple(bindings),
+                        )
+                    )
+    return found
+
+
+# -- parameters ------------------------------------------------------------------------------------
+
+
+def _resolve(message: Descriptor, dotted: str) -> FieldDescriptor:
+    field = None
+    for name in dotted.split("."):
+        field = message.fields_by_name[name]
+        message = field.message_type
+    assert field is not None
+    return field
+
+
+def _openapi_path(template: str) -> tuple[str, list[tuple[str, str]]]:
+    """'/v1/{name=shelves/*}' -> ('/v1/{name}', [('name', 'shelves/*')])."""
+    variables = [(m.group(1), (m.group(2) or "=*")[1:]) for m in _VARIABLE.finditer(template)]
+    return _VARIABLE.sub(lambda m: "{" + m.group(1) + "}", template), variables
+
+
+def _query_fields(
+    message: Descriptor,
+    bound: set[str],
+    prefix: str = "",
+    json_prefix: str = "",
+    seen: frozenset[str] = frozenset(),
+) -> list[tuple[str, str, FieldDescriptor]]:
+    """(proto name path, json name path, field) for every field a query parameter can set: scalars,
+    repeated scalars and string-like well-known types, through nested messages (not repeated ones,
+    not maps, not recursively)."""
+    found = []
+    seen = seen | {message.full_name}
+    for field in message.fields:
+        name, json_name = f"{prefix}{field.name}", f"{json_prefix}{field.json_name}"
+        if name in bound or is_map(field):
+            continue
+        if field.message_type is not None and not _query_scalar(field.message_type):
+            if not field.is_repeated and field.message_type.full_name not in seen:
+                found.extend(_query_fields(field.message_type, bound, f"{name}.", f"{json_name}.", seen))
+            continue
+        found.append((name, json_name, field))
+    return found
+
+
+def _query_scalar(message: Descriptor) -> bool:
+    """Well-known messages whose JSON form is a string: a query parameter can carry them."""
+    return is_well_known(message) and message.full_name not in (
+        "google.protobuf.Struct",
+        "google.protobuf.Value",
+        "google.protobuf.ListValue",
+        "google.protobuf.Any",
+        "google.protobuf.Empty",
+    )
+
+
+def _parameter(builder: SchemaBuilder, name: str, where: str, field: FieldDescriptor, **extra) -> Schema:
+    schema = builder.field(field, output=False)
+    description = schema.pop("description", None)
+    parameter: Schema = {"name": name, "in": where, "schema": schema, **extra}
+    if description:
+        parameter["description"] = description
+    if field.is_repeated:
+        parameter.update(style="form", explode=True)
+    return parameter
+
+
+# -- the document ----------------------------------------------------------------------------------
+
+
+def _common_components() -> dict[str, Any]:
+    error = {"$ref": "#/components/schemas/google.rpc.Status"}
+    request_id = {"$ref": "#/components/headers/X-Request-Id"}
+    return {
+        "securitySchemes": {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "A token from `python -m server tokens create --tenant T --scopes ...`. "
+                "Each token belongs to one tenant and carries scopes; the scope a route needs is the "
+                "role in its security requirement (and `x-required-scope`).",
+            }
+        },
+        "parameters": {
+            "X-Request-Id": {
+                "name": "X-Request-Id",
+                "in": "header",
+                "required": False,
+                "description": "Echoed on the response and in every log line of the request; one is "
+                "generated when absent (or when it does not match the pattern).",
+                "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
+            },
+            "X-Idempotency-Key": {
+                "name": "X-Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "A repeat of a completed request with the same key answers the stored "
+                "response (X-Idempotency-Replayed: true) and runs nothing; docs/idempotency.md.",
+                "schema": {"type": "string", "pattern": KEY_PATTERN},
+            },
+            "Idempotency-Key": {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Read when X-Idempotency-Key is absent.",
+                "schema": {"type": "string", "pattern": KEY_PATTERN},
+            },
+        },
+        "headers": {
+            "X-Request-Id": {"description": "The request's id.", "schema": {"type": "string"}},
+            "X-Idempotency-Replayed": {
+                "description": "`true` when this is a stored response replayed for a repeated key.",
+                "schema": {"type": "string", "enum": ["true", "false"]},
+            },
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "string"}},
+        },
+        "responses": {
+            "Error": {
+                "description": "A google.rpc.Status: `details` holds a google.rpc.ErrorInfo whose "
+                "`reason` is a stable code (domain `reconrouter`), plus google.rpc.BadRequest field "
+                "violations, google.rpc.RetryInfo or google.rpc.RequestInfo where they apply.",
+                "headers": {"X-Request-Id": request_id},
+                "content": {"application/json": {"schema": error}},
+            },
+            "RateLimited": {
+                "description": "RATE_LIMITED: over the per-tenant limit.",
+                "headers": {
+                    "X-Request-Id": request_id,
+                    "Retry-After": {"$ref": "#/components/headers/Retry-After"},
+                },
+                "content": {"application/json": {"schema": error}},
+            },
+        },
+    }
+
+
+_ERROR_STATUSES = {
+    "400": "Invalid request: validation, malformed JSON, unknown query parameter, bad idempotency key.",
+    "401": "UNAUTHENTICATED: missing, unknown or revoked token.",
+    "403": "PERMISSION_DENIED: the token lacks the scope.",
+    "404": "NOT_FOUND: no such resource for this tenant (or no such route).",
+    "409": "Conflict, e.g. IDEMPOTENCY_KEY_IN_USE.",
+    "413": "PAYLOAD_TOO_LARGE: the body is over the limit (4 MiB by default).",
+    "422": "A business rule refuses the request, e.g. IDEMPOTENCY_KEY_REUSED, INVALID_STATE.",
+    "500": "INTERNAL: unexpected; quote the request id.",
+    "503": "UNAVAILABLE: the server or its database is unreachable.",
+    "504": "DEADLINE_EXCEEDED: the server did not answer in time.",
+}
+
+
+def _responses(rpc: Rpc, binding: Binding, builder: SchemaBuilder, mutating: bool) -> dict[str, Any]:
+    output = rpc.method.output_type
+    headers: dict[str, Any] = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
+    if mutating and not rpc.public:
+        headers["X-Idempotency-Replayed"] = {"$ref": "#/components/headers/X-Idempotency-Replayed"}
+    if output.full_name == "google.api.HttpBody":
+        content = {"application/json": {"schema": {"description": "The body as the RPC returns it."}}}
+    elif binding.response_body:
+        field = output.fields_by_name[binding.response_body]
+        content = {"application/json": {"schema": builder.field(field, output=True)}}
+    else:
+        content = {"application/json": {"schema": builder.ref(output, output=True)}}
+    responses: dict[str, Any] = {"200": {"description": "OK", "headers": headers, "content": content}}
+    wanted = {"400", "404", "500", "503", "504"}
+    if not rpc.public:
+        wanted.add("401")
+    if rpc.required_scope:
+        wanted.add("403")
+    if binding.body:
+        wanted.add("413")
+    if mutating and not rpc.public:
+        wanted |= {"409", "422"}
+    for status in sorted(wanted):
+        responses[status] = {"$ref": "#/components/responses/Error", "description": _ERROR_STATUSES[status]}
+    if rpc.rate_limit:
+        responses["429"] = {"$ref": "#/components/responses/RateLimited"}
+    responses["default"] = {"$ref": "#/components/responses/Error"}
+    return dict(sorted(responses.items(), key=lambda kv: (kv[0] == "default", kv[0])))
+
+
+def _operation(
+    rpc: Rpc, binding: Binding, index: int, builder: SchemaBuilder, comments: Comments
+) -> tuple[str, Schema]:
+    method, request = rpc.method, rpc.method.input_type
+    path, variables = _openapi_path(binding.path)
+    mutating = binding.verb != "get"
+    parameters: list[Schema] = []
+    bound = {name for name, _ in variables}
+    for name, pattern in variables:
+        extra = {"required": True}
+        if pattern != "*":
+            extra["x-path-pattern"] = pattern
+        parameters.append(_parameter(builder, name, "path", _resolve(request, name), **extra))
+    if binding.body != "*":
+        skip = bound | ({binding.body} if binding.body else set())
+        for name, json_name, field in _query_fields(request, skip):
+            parameters.append(_parameter(builder, name, "query", field))
+            if json_name != name:
+                parameters.append(
+                    _parameter(builder, json_name, "query", field, description=f"Same as `{name}`.")
+                )
+    parameters.append({"$ref": "#/components/parameters/X-Request-Id"})
+    if mutating and not rpc.public:
+        key = {"$ref": "#/components/parameters/X-Idempotency-Key"}
+        if rpc.key_required:
+            key = {
+                "name": "X-Idempotency-Key",
+                "in": "header",
+                "required": True,
+                "description": "Required on this route (Idempotency-Key is read when it is absent).",
+                "schema": {"type": "string", "pattern": KEY_PATTERN},
+            }
+        parameters += [key, {"$ref": "#/components/parameters/Idempotency-Key"}]
+    description = comments.get(f"{rpc.service}.{method.name}", "")
+    scope_text = (
+        f"Needs a token with the `{rpc.required_scope}` scope."
+        if rpc.required_scope
+        else ("Needs a valid token." if rpc.token_required else "Needs no token.")
+    )
+    operation: Schema = {
+        "operationId": f"{rpc.service.rsplit('.', 1)[-1]}_{method.name}" + (f"_{index}" if index else ""),
+        "summary": _summary(description) or method.name,
+        "description": f"{description}\n\n{scope_text}".strip(),
+        "tags": [rpc.service],
+        "parameters": parameters,
+        "responses": _responses(rpc, binding, builder, mutating),
+        "security": []
+        if rpc.public
+        else [{"bearerAuth": [rpc.required_scope] if rpc.required_scope else []}],
+        "x-grpc-method": f"/{rpc.service}/{method.name}",
+    }
+    if rpc.required_scope:
+        operation["x-required-scope"] = rpc.required_scope
+    if binding.body:
+        schema = (
+            builder.ref(request, output=False, skip=frozenset(bound))
+            if binding.body == "*"
+            else builder.field(request.fields_by_name[binding.body], output=False)
+        )
+        operation["requestBody"] = {
+            "required": False,
+            "description": "JSON; unknown fields are ignored. Field names in snake_case or lowerCamelCase.",
+            "content": {"application/json": {"schema": schema}},
+        }
+    return path, operation
+
+
+def _summary(description: str) -> str:
+    """The first sentence of the first paragraph, on one line."""
+    first = description.split("\n\n")[0].replace("\n", " ")
+    sentence = first.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= 120 else sentence[:117] + "..."
+
+
+def build_document(descriptor_set: bytes) -> dict[str, Any]:
+    files, pool = _load(descriptor_set)
+    comments = _comments(files)
+    builder = SchemaBuilder(comments)
+    paths: dict[str, dict[str, Any]] = {}
+    rpcs = _rpcs(files, pool)
+    for rpc in rpcs:
+        for index, binding in enumerate(rpc.bindings):
+            path, operation = _operation(rpc, binding, index, builder, comments)
+            if binding.verb in paths.setdefault(path, {}):
+                raise ValueError(f"{binding.verb.upper()} {path} is bound twice")
+            paths[path][binding.verb] = operation
+    # The error model: google.rpc.Status and the detail messages the service puts in it.
+    builder.ref(pool.FindMessageTypeByName("google.rpc.Status"), output=True)
+    for detail in ("ErrorInfo", "BadRequest", "RetryInfo", "RequestInfo"):
+        builder.ref(pool.FindMessageTypeByName(f"google.rpc.{detail}"), output=True)
+    components = _common_components()
+    components["schemas"] = dict(sorted(builder.components.items()))
+    services = sorted({rpc.service for rpc in rpcs})
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "reconrouter",
+            "version": "v1",
+            "description": "Reconciliation exceptions: store, list, assign, resolve and dispatch them. "
+            "Generated by `make gen` from the proto contract (gen/reconrouter.pb, the descriptor set "
+            "Envoy transcodes with). JSON in and out; output field names are the proto names, input "
+            "accepts lowerCamelCase too; enums are their names; every error is a google.rpc.Status.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": s, **({"description": comments[s]} if s in comments else {})} for s in services],
+        "paths": {path: paths[path] for path in sorted(paths)},
+        "components": components,
+    }
+
+
+def render(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=True) + "\n"
+
+
+def write(descriptor_path: Path, out_path: Path) -> None:
+    out_path.write_text(render(build_document(Path(descriptor_path).read_bytes())))
+
+
+if __name__ == "__main__":
+    write(Path(sys.argv[1]), Path(sys.argv[2]))

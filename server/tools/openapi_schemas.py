@@ -1,0 +1,174 @@
+"""Protobuf messages as JSON Schemas, the way Envoy's grpc_json_transcoder reads and prints them here
+(envoy/envoy.yaml.tmpl: `preserve_proto_field_names`, `always_print_primitive_fields`, enums as
+names; envoy/README.md lists what was observed).
+
+Two flavours per message, because the transcoder reads more than it prints:
+- output: proto field names only; every field without presence is always printed, so it is
+  `required`; proto3 `optional` fields and unset messages (timestamps) are omitted, so they are not;
+  64-bit integers print as strings; enums as their names.
+- input: the proto name and the lowerCamelCase json name are both accepted for each field (API.md
+  §1), 64-bit integers as numbers or strings, enums by name.
+
+Well-known types use their canonical JSON mapping (Timestamp is an RFC 3339 string, Struct an object,
+Value any JSON, Any an object with "@type").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+Schema = dict[str, Any]
+Comments = dict[str, str]  # "pkg.Message" / "pkg.Message.field" / "pkg.Enum" -> leading comment
+
+_INT32 = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
+_UINT32 = {FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32}
+_INT64 = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_SFIXED64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_FIXED64,
+}
+_FLOAT = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
+_WRAPPERS = {
+    "google.protobuf.StringValue": {"type": "string"},
+    "google.protobuf.BytesValue": {"type": "string", "contentEncoding": "base64"},
+    "google.protobuf.BoolValue": {"type": "boolean"},
+    "google.protobuf.Int32Value": {"type": "integer", "format": "int32"},
+    "google.protobuf.UInt32Value": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+    "google.protobuf.Int64Value": {"type": "string", "pattern": r"^-?[0-9]+$", "format": "int64"},
+    "google.protobuf.UInt64Value": {"type": "string", "pattern": r"^[0-9]+$"},
+    "google.protobuf.FloatValue": {"type": "number"},
+    "google.protobuf.DoubleValue": {"type": "number"},
+}
+_WELL_KNOWN: dict[str, Schema] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$"},
+    "google.protobuf.FieldMask": {"type": "string"},
+    "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
+    "google.protobuf.Value": {"description": "Any JSON value."},
+    "google.protobuf.ListValue": {"type": "array"},
+    "google.protobuf.Empty": {"type": "object", "additionalProperties": False},
+    "google.protobuf.Any": {
+        "type": "object",
+        "properties": {"@type": {"type": "string"}},
+        "required": ["@type"],
+        "additionalProperties": True,
+    },
+}
+
+
+def is_well_known(message: Descriptor) -> bool:
+    return message.full_name in _WELL_KNOWN or message.full_name in _WRAPPERS
+
+
+def is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+def schema_name(message: Descriptor, *, output: bool) -> str:
+    """Output schemas are named by the message; input ones too, with 'Input' added (the two differ)."""
+    return message.full_name if output else f"{message.full_name}Input"
+
+
+class SchemaBuilder:
+    """Collects the component schemas that the operations reference, in both flavours."""
+
+    def __init__(self, comments: Comments) -> None:
+        self.comments = comments
+        self.components: dict[str, Schema] = {}
+
+    def ref(self, message: Descriptor, *, output: bool, skip: frozenset[str] = frozenset()) -> Schema:
+        """A $ref to the message's schema (built once); `skip`: top-level fields bound elsewhere (the
+        path), which makes an inline schema instead of a shared one."""
+        if is_well_known(message):
+            return self._well_known(message, output=output)
+        if skip:
+            return self._object(message, output=output, skip=skip)
+        name = schema_name(message, output=output)
+        if name not in self.components:
+            self.components[name] = {}  # placeholder: recursive messages refer to themselves
+            self.components[name] = self._object(message, output=output)
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def _object(self, message: Descriptor, *, output: bool, skip: frozenset[str] = frozenset()) -> Schema:
+        properties: dict[str, Schema] = {}
+        required: list[str] = []
+        for field in message.fields:
+            if field.name in skip:
+                continue
+            schema = self.field(field, output=output)
+            properties[field.name] = schema
+            if output and not field.has_presence:
+                required.append(field.name)  # always printed ([] / {} / "" / 0 / the zero enum)
+            if not output and field.json_name != field.name:
+                properties[field.json_name] = {**schema, "description": f"Same as `{field.name}`."}
+        schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        if required:
+            schema["required"] = required
+        description = self.comments.get(message.full_name)
+        if description:
+            schema["description"] = description
+        return schema
+
+    def field(self, field: FieldDescriptor, *, output: bool) -> Schema:
+        if is_map(field):
+            value = field.message_type.fields_by_name["value"]
+            schema: Schema = {"type": "object", "additionalProperties": self.single(value, output=output)}
+        elif field.is_repeated:
+            schema = {"type": "array", "items": self.single(field, output=output)}
+        else:
+            schema = self.single(field, output=output)
+        description = self.comments.get(f"{field.containing_type.full_name}.{field.name}")
+        if description:  # OpenAPI 3.1 allows siblings next to a $ref
+            schema = {**schema, "description": description}
+        return schema
+
+    def single(self, field: FieldDescriptor, *, output: bool) -> Schema:
+        """One value of the field (an element, for repeated ones)."""
+        kind = field.type
+        if kind == FieldDescriptor.TYPE_MESSAGE or kind == FieldDescriptor.TYPE_GROUP:
+            return self.ref(field.message_type, output=output)
+        if kind == FieldDescriptor.TYPE_ENUM:
+            return self.enum(field)
+        return scalar_schema(kind, output=output)
+
+    def enum(self, field: FieldDescriptor) -> Schema:
+        if field.enum_type.full_name == "google.protobuf.NullValue":
+            return {"type": "null"}
+        schema: Schema = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+        description = self.comments.get(field.enum_type.full_name)
+        if description:
+            schema["description"] = description
+        return schema
+
+    def _well_known(self, message: Descriptor, *, output: bool) -> Schema:
+        if message.full_name in _WRAPPERS:
+            inner = dict(_WRAPPERS[message.full_name])
+            if not output and inner.get("format") == "int64":
+                inner = {"type": ["string", "integer"]}
+            return inner
+        return dict(_WELL_KNOWN[message.full_name])
+
+
+def scalar_schema(kind: int, *, output: bool) -> Schema:
+    if kind == FieldDescriptor.TYPE_STRING:
+        return {"type": "string"}
+    if kind == FieldDescriptor.TYPE_BYTES:
+        return {"type": "string", "contentEncoding": "base64"}
+    if kind == FieldDescriptor.TYPE_BOOL:
+        return {"type": "boolean"}
+    if kind in _INT32:
+        return {"type": "integer", "format": "int32"}
+    if kind in _UINT32:
+        return {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
+    if kind in _INT64:
+        # Printed as strings (JSON mapping of 64-bit integers); read from either.
+        if output:
+            return {"type": "string", "pattern": r"^-?[0-9]+$", "format": "int64"}
+        return {"type": ["string", "integer"]}
+    if kind in _FLOAT:
+        return {"oneOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]}
+    raise ValueError(f"unsupported field type {kind}")
