@@ -7,6 +7,7 @@ database, nothing read from the environment here.
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import shutil
@@ -182,6 +183,10 @@ def wait_until_ready(
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass  # Not listening yet, or answering 503 while starting.
+        except http.client.HTTPException:
+            # Someone else's server (HTTP/2, gRPC) took the port after free_port() chose it: Envoy
+            # cannot bind it and exits, which the next round reports, so the caller picks new ports.
+            pass
         if time.monotonic() >= deadline:
             raise TimeoutError(f"envoy not ready on admin port {admin_port} after {timeout}s")
         time.sleep(0.05)

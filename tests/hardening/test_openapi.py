@@ -1,0 +1,149 @@
+"""gen/openapi.json: fresh, valid OpenAPI 3.1, one operation per route of the route table (and no
+other), shaped the way Envoy transcodes, and served at GET /openapi.json without a token."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from openapi_spec_validator import validate
+
+from server.rpc.methods import load_methods
+from server.rpc.routes import RouteTable
+from server.tools import openapi
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENT_PATH = ROOT / "gen" / "openapi.json"
+DESCRIPTOR_SET = ROOT / "gen" / "reconrouter.pb"
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    return json.loads(DOCUMENT_PATH.read_text())
+
+
+def operations(document: dict):
+    for path, item in document["paths"].items():
+        for verb, operation in item.items():
+            yield path, verb, operation
+
+
+def schema(document: dict, ref: dict) -> dict:
+    return document["components"]["schemas"][ref["$ref"].rsplit("/", 1)[-1]]
+
+
+def test_the_committed_document_is_what_the_descriptor_set_gives_and_is_valid(document):
+    rendered = openapi.render(openapi.build_document(DESCRIPTOR_SET.read_bytes()))
+    assert rendered == DOCUMENT_PATH.read_text(), "gen/openapi.json is stale: run make gen"
+    assert openapi.render(openapi.build_document(DESCRIPTOR_SET.read_bytes())) == rendered  # deterministic
+    validate(document)  # raises on an invalid OpenAPI 3.1 document
+
+
+def test_one_operation_per_route_of_the_route_table(document):
+    table = RouteTable(load_methods())
+    # OpenAPI path templates name variables only: {name=pattern} is {name}.
+    expected = {
+        (
+            route.binding.verb.lower(),
+            re.sub(r"\{([^}=]+)=[^}]*\}", r"{\1}", route.binding.path),
+            route.method.full_name,
+        )
+        for route in table.routes
+    }
+    found = {(verb, path, op["x-grpc-method"]) for path, verb, op in operations(document)}
+    assert found == expected
+    assert len({op["operationId"] for _, _, op in operations(document)}) == len(found)
+    assert "/openapi.json" in document["paths"]  # the route serving the document is in it
+
+
+def test_parameters_follow_the_transcoder(document):
+    listing = document["paths"]["/v1/exceptions"]["get"]
+    query = {p["name"]: p for p in listing["parameters"] if p.get("in") == "query"}
+    # Every field of ListExceptionsRequest, by proto name and by json name.
+    assert {"status", "severity", "sort_by", "sortBy", "date_from", "dateFrom", "limit", "cursor"} <= set(
+        query
+    )
+    assert query["status"]["schema"]["enum"] == [
+        "EXCEPTION_STATUS_UNSPECIFIED",
+        "OPEN",
+        "ASSIGNED",
+        "PENDING_RESOLUTION",
+        "RESOLVED",
+    ]
+    assert query["limit"]["schema"] == {"type": "integer", "format": "int32"}
+    get = document["paths"]["/v1/exceptions/{exception_id}"]["get"]
+    [path_param] = [p for p in get["parameters"] if p.get("in") == "path"]
+    assert path_param["name"] == "exception_id" and path_param["required"] is True
+    assert not [p for p in get["parameters"] if p.get("in") == "query"]  # the only field is bound
+    # body "*": no query parameters, the path-bound field is not in the body.
+    dispatch = document["paths"]["/v1/exceptions/{exception_id}/dispatch"]["post"]
+    assert not [p for p in dispatch["parameters"] if p.get("in") == "query"]
+    body = dispatch["requestBody"]["content"]["application/json"]["schema"]
+    assert "exception_id" not in body["properties"] and {"target_system", "targetSystem"} <= set(
+        body["properties"]
+    )
+
+
+def test_schemas_use_proto_names_out_both_spellings_in_and_enum_names(document):
+    create = document["paths"]["/v1/exceptions"]["post"]
+    request = schema(document, create["requestBody"]["content"]["application/json"]["schema"])
+    assert {"transaction_id", "transactionId", "occurred_at", "occurredAt"} <= set(request["properties"])
+    response = schema(document, create["responses"]["200"]["content"]["application/json"]["schema"])
+    assert "transactionId" not in response["properties"]
+    assert response["properties"]["severity"]["enum"] == [
+        "SEVERITY_UNSPECIFIED",
+        "LOW",
+        "MEDIUM",
+        "HIGH",
+        "CRITICAL",
+    ]
+    assert response["properties"]["created_at"]["format"] == "date-time"
+    # Always printed (no presence) is required; proto3 optional and messages are not.
+    assert {"id", "transaction_id", "metadata", "status"} <= set(response["required"])
+    assert not {"amount", "assigned_to", "created_at"} & set(response["required"])
+    status = document["components"]["schemas"]["google.rpc.Status"]
+    assert set(status["properties"]) == {"code", "message", "details"}
+    assert status["properties"]["details"]["items"]["required"] == ["@type"]
+
+
+def test_security_idempotency_and_request_id_on_every_operation(document):
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        **document["components"]["securitySchemes"]["bearerAuth"],
+        "type": "http",
+        "scheme": "bearer",
+    }
+    methods = load_methods()
+    for path, verb, op in operations(document):
+        info = methods[op["x-grpc-method"]]
+        names = {p.get("name") or p["$ref"].rsplit("/", 1)[-1] for p in op["parameters"]}
+        assert "X-Request-Id" in names, path
+        assert "X-Request-Id" in op["responses"]["200"]["headers"]
+        if info.public:
+            assert op["security"] == [] and "401" not in op["responses"], path
+        else:
+            assert op["security"] == [{"bearerAuth": [info.required_scope] if info.required_scope else []}]
+            assert "401" in op["responses"]
+        if verb != "get" and not info.public:
+            assert {"X-Idempotency-Key", "Idempotency-Key"} <= names, path
+            assert "X-Idempotency-Replayed" in op["responses"]["200"]["headers"]
+            assert {"409", "422"} <= set(op["responses"])
+        else:
+            assert "X-Idempotency-Key" not in names, path
+        if info.rate_limit:
+            assert "Retry-After" in json.dumps(op["responses"]["429"]) or op["responses"]["429"]["$ref"]
+    callback = document["paths"]["/v1/exceptions/{exception_id}/callback"]["post"]
+    [key] = [p for p in callback["parameters"] if p.get("name") == "X-Idempotency-Key"]
+    assert key["required"] is True
+
+
+def test_get_openapi_json_serves_the_generated_bytes_without_a_token(hard_stack):
+    response = httpx.get(f"{hard_stack.base_url}/openapi.json", headers={"Authorization": "Bearer junk"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["x-request-id"]
+    assert response.content == DOCUMENT_PATH.read_bytes()
+    bare = httpx.get(f"{hard_stack.base_url}/openapi.json")
+    assert bare.status_code == 200 and bare.content == response.content
