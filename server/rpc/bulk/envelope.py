@@ -154,6 +154,9 @@ def _body(item: bulk_pb2.SubRequest, field: str, v: _Problems) -> tuple[bool, An
         except ValueError as exc:
             v.add(field, f"is not valid JSON ({exc.msg} at position {exc.pos})")
             return False, None
+        except RecursionError:
+            v.add(field, "is nested too deeply to parse")
+            return False, None
     # Numbers of a JSON object arrive as doubles (google.protobuf.Value); 5.0 means 5.
     value = integral_floats(value)
     return value is not None, value

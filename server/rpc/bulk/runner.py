@@ -41,7 +41,7 @@ from server.rpc.bulk.transcode import TranscodeError, build_request
 from server.rpc.routes import RouteTable
 
 log = logging.getLogger("reconrouter.bulk")
-_MAX_REQUEST_ID = 128  # what the request-id interceptor accepts
+_MAX_REQUEST_ID = 1024  # what RequestIdInterceptor accepts
 _PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 _HALTED = "not run: an earlier request failed and halt_on_error is set"
 

@@ -17,7 +17,10 @@ from server.rpc.interceptors.base import Behavior, UnaryInterceptor
 from server.rpc.metadata import metadata_value
 from server.rpc.methods import MethodInfo
 
-_ACCEPTABLE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+# Envoy echoes the caller's id to the caller as it is, so the server keeps the same one whenever it
+# is printable (logs are JSON, so nothing in it can forge a line); only control characters or an
+# absurd length get a fresh id.
+_ACCEPTABLE_ID = re.compile(r"[\x20-\x7e]{1,1024}")
 access_log = logging.getLogger("reconrouter.access")
 # (rpc, code, reason, seconds, response headers) -> None; see server/metrics.py.
 CallObserver = Callable[[str, str, str, float, dict[str, str]], None]
@@ -26,7 +29,7 @@ CallObserver = Callable[[str, str, str, float, dict[str, str]], None]
 def request_id_from(context: grpc.ServicerContext) -> str:
     """The caller's id when it is sane (it is echoed into headers and logs), else a fresh one."""
     given = metadata_value(context, "x-request-id")
-    return given if given and _ACCEPTABLE_ID.match(given) else str(uuid.uuid4())
+    return given if given and _ACCEPTABLE_ID.fullmatch(given) else str(uuid.uuid4())
 
 
 class RequestIdInterceptor(UnaryInterceptor):
