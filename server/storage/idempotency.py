@@ -149,19 +149,22 @@ class SqlIdempotencyStore:
             conn = uow.connection
             insert = postgresql.insert(t) if conn.dialect.name == "postgresql" else sqlite.insert(t)
             stmt = insert.values(
-                tenant_id=scope.tenant_id,
-                rpc=scope.rpc,
-                key=scope.key,
-                fingerprint=fingerprint,
-                state=KeyState.IN_PROGRESS.value,
-                response=None,
-                response_type=None,
-                locked_at=now,
-                expires_at=self.policy.claim_expiry(now),
-                created_at=now,
+                tenant_id=scope.tenant_id, rpc=scope.rpc, key=scope.key, **self._claim(fingerprint, now)
             ).on_conflict_do_nothing(index_elements=[t.c.tenant_id, t.c.rpc, t.c.key])
             # RETURNING rather than rowcount: psycopg reports -1 for INSERT ... ON CONFLICT here.
             return conn.execute(stmt.returning(t.c.key)).first() is not None
+
+    def _claim(self, fingerprint: str, now: datetime) -> dict:
+        """The columns of a fresh in-progress claim (a new row, or one taken over)."""
+        return {
+            "fingerprint": fingerprint,
+            "state": KeyState.IN_PROGRESS.value,
+            "response": None,
+            "response_type": None,
+            "locked_at": now,
+            "expires_at": self.policy.claim_expiry(now),
+            "created_at": now,
+        }
 
     def _take_over(self, existing: KeyRecord, fingerprint: str, now: datetime) -> bool:
         """Compare-and-swap: succeeds only if the row is still exactly what `decide` looked at."""
@@ -172,15 +175,7 @@ class SqlIdempotencyStore:
                 t.c.state == existing.state.value,
                 t.c.locked_at == existing.locked_at,
             )
-            .values(
-                fingerprint=fingerprint,
-                state=KeyState.IN_PROGRESS.value,
-                response=None,
-                response_type=None,
-                locked_at=now,
-                expires_at=self.policy.claim_expiry(now),
-                created_at=now,
-            )
+            .values(**self._claim(fingerprint, now))
         )
         with self._uow(write=True) as uow:
             return uow.connection.execute(stmt).rowcount == 1
