@@ -76,9 +76,8 @@ def nul_field(message: Message) -> str | None:
 
 
 class RequestGuardInterceptor(UnaryInterceptor):
-    def intercept_service(self, continuation, handler_call_details):
-        handler = super().intercept_service(continuation, handler_call_details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+    def adapt(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.request_deserializer is None:
             return handler
         return handler._replace(request_deserializer=tolerant(handler.request_deserializer))
 
