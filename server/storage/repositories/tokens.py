@@ -10,6 +10,11 @@ from sqlalchemy.engine import Connection
 
 from server.storage.tables import tokens as t
 
+# Every authenticated call runs this: built once (see the exceptions repository's _GET).
+_FIND_BY_HASH = sa.select(t.c.id, t.c.tenant_id, t.c.name, t.c.scopes, t.c.revoked_at).where(
+    t.c.token_hash == sa.bindparam("token_hash")
+)
+
 
 @dataclass(frozen=True)
 class TokenRow:
@@ -40,10 +45,7 @@ class SqlTokenRepository:
         )
 
     def find_by_hash(self, token_hash: str) -> TokenRow | None:
-        stmt = sa.select(t.c.id, t.c.tenant_id, t.c.name, t.c.scopes, t.c.revoked_at).where(
-            t.c.token_hash == token_hash
-        )
-        row = self._conn.execute(stmt).first()
+        row = self._conn.execute(_FIND_BY_HASH, {"token_hash": token_hash}).first()
         if row is None:
             return None
         scopes = frozenset(s for s in row.scopes.split(",") if s)
