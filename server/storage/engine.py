@@ -45,6 +45,27 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
 
 
+# Execution option of a connection that only reads, one statement at a time (see autocommit_reads).
+AUTOCOMMIT_READS = "reconrouter_autocommit_reads"
+
+
+def autocommit_reads(connection: Connection) -> Connection:
+    """Runs each statement of this connection in its own implicit transaction: no BEGIN, no COMMIT.
+
+    For read-only units of work, which are one statement (a get, a page, a token lookup) or a few
+    that need no common snapshot. It takes two of the three database calls of a point read away
+    (three round trips to one on PostgreSQL), and on SQLite each call releases and retakes the GIL,
+    which with many busy threads costs more than the query (docs/benchmarks.md).
+
+    On SQLite the begin hook below skips BEGIN (pysqlite already leaves the connection in autocommit
+    and its commit() does nothing outside a transaction); SQLAlchemy's own AUTOCOMMIT level is not
+    used there, because resetting it on check-in would switch pysqlite's implicit BEGIN back on.
+    """
+    if is_sqlite(connection):
+        return connection.execution_options(**{AUTOCOMMIT_READS: True})
+    return connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -81,7 +102,9 @@ def _sqlite_engine(url: str, pool: dict[str, Any]) -> Engine:
         # that upgrade fails at once ("database is locked") when another writer got in first:
         # busy_timeout does not apply. Taking the write lock up front makes writers queue on
         # busy_timeout instead. Readers keep a plain deferred BEGIN and never block anyone.
-        write = conn.get_execution_options().get("write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get(AUTOCOMMIT_READS):
+            return  # see autocommit_reads(): each statement is its own transaction
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("write", False) else "BEGIN")
 
     return engine

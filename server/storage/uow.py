@@ -1,5 +1,9 @@
 """Units of work: one connection and one transaction, with the repositories bound to it.
 
+A read-only unit of work that joins nothing has no transaction of its own: each of its statements
+sees the latest committed data (storage/engine.py, autocommit_reads). Reads that must agree with
+each other, or with a write, belong in a write unit of work.
+
 One transaction per call, owned by the outermost piece that needs it (docs ARCHITECTURE.md): the
 idempotency interceptor opens `factory.outer(write=True)`, and every `factory(write=...)` made by the
 handler while that block is active joins it, so the handler's writes and the stored response commit
@@ -16,6 +20,7 @@ from typing import Self
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
+from server.storage.engine import autocommit_reads
 from server.storage.repositories import (
     SqlDispatchRepository,
     SqlExceptionRepository,
@@ -60,6 +65,9 @@ class SqlUnitOfWork:
     def __enter__(self) -> Self:
         if self._parent is not None:
             self.connection = self._parent.connection
+        elif not self.write and not self._lazy:
+            # A read on its own: no transaction to begin or commit (see autocommit_reads).
+            self.connection = autocommit_reads(self._engine.connect())
         else:
             # `write` reaches the engine's "begin" hook: BEGIN IMMEDIATE on SQLite.
             self.connection = self._engine.connect().execution_options(write=self.write)

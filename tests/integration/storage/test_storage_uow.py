@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from server.storage.engine import make_engine
+from server.storage.repositories import SqlTokenRepository
 from server.storage.uow import SqlUnitOfWorkFactory
 from tests.support.databases import fresh_sqlite_url
 
@@ -185,26 +186,66 @@ def test_sqlite_concurrent_read_modify_write_both_succeed(sqlite_uow):
 
 def test_sqlite_deferred_transactions_would_fail_on_upgrade(sqlite_uow):
     """Why writers use BEGIN IMMEDIATE: a deferred reader that later writes after another writer
-    committed fails at once with "database is locked" (busy_timeout does not help)."""
+    committed fails at once with "database is locked" (busy_timeout does not help). A connection
+    with neither option gets the plain deferred BEGIN."""
     both_read = threading.Barrier(2)
     first_committed = threading.Event()
 
+    def deferred():
+        connection = sqlite_uow.engine.connect()
+        return connection, SqlTokenRepository(connection)
+
     def first():
-        with sqlite_uow(write=False) as u:
-            u.tokens.count()
+        connection, tokens = deferred()
+        with connection, connection.begin():
+            tokens.count()
             both_read.wait()
-            add_token(u)
+            tokens.add(str(uuid.uuid4()), "tenant-a", "first", frozenset(), "a" * 64)
         first_committed.set()
 
     def second():
-        with sqlite_uow(write=False) as u:
-            u.tokens.count()
+        connection, tokens = deferred()
+        with connection, connection.begin():
+            tokens.count()
             both_read.wait()
             first_committed.wait()
-            add_token(u)
+            tokens.add(str(uuid.uuid4()), "tenant-a", "second", frozenset(), "b" * 64)
 
     errors = run_together(first, second)
     assert len(errors) == 1 and "database is locked" in str(errors[0])
+
+
+def test_a_read_unit_of_work_sends_no_begin_and_sees_each_commit(uow, engine):
+    """Reads run each statement on its own (storage/engine.py, autocommit_reads): no BEGIN/COMMIT
+    round trips, no snapshot held between statements. Writes still BEGIN."""
+    sent: list[tuple[object, str]] = []
+
+    def record(conn, cursor, statement, *args):
+        sent.append((conn, statement.split()[0].upper()))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        with uow(write=False) as reader:
+            assert reader.tokens.count() == 0
+            with uow(write=True, join=False) as writer:
+                add_token(writer)
+            assert reader.tokens.count() == 1  # a snapshot would still say 0
+            dbapi = reader.connection.connection.dbapi_connection
+            if engine.dialect.name == "sqlite":
+                assert dbapi.in_transaction is False
+            else:
+                assert dbapi.autocommit is True
+            mine = [verb for conn, verb in sent if conn is reader.connection]
+        assert mine == ["SELECT", "SELECT"]
+        assert "BEGIN" in [verb for _, verb in sent] or engine.dialect.name != "sqlite"  # the writer's
+        with uow(write=True) as writer:
+            if engine.dialect.name == "sqlite":
+                writer.tokens.count()
+                assert writer.connection.connection.dbapi_connection.in_transaction is True
+            else:
+                assert writer.connection.connection.dbapi_connection.autocommit is False
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def test_sqlite_pragmas(sqlite_uow):
