@@ -35,6 +35,7 @@ from server.rpc.servicers.meta import MetaServicer, read_openapi_document
 from server.rpc.servicers.targets import TargetsServicer
 from server.services.dispatch import DispatchService
 from server.services.exceptions import ExceptionService
+from server.services.principal_cache import PrincipalCache
 from server.services.rate_limit import RateLimiter
 from server.services.targets import TargetService
 from server.services.tokens import TokenService
@@ -111,7 +112,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
             uow,
             Policy.of_seconds(settings.idempotency_ttl_seconds, settings.idempotency_lock_timeout_seconds),
         ),
-        tokens=TokenService(uow),
+        tokens=TokenService(uow, cache=PrincipalCache(settings.auth_cache_seconds)),
         exceptions=ExceptionService(uow),
         dispatch=DispatchService(
             uow,

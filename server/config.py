@@ -35,6 +35,9 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     db_pool_size: int = 10
     grpc_max_workers: int = 16
+    # How long a token that authenticated is trusted without a database lookup, per process; a
+    # revocation made elsewhere (CLI, another replica) takes effect within this. 0 = every call.
+    auth_cache_seconds: float = 5.0
     max_body_bytes: int = 4 * 1024 * 1024
     log_level: str = "INFO"
     dispatch_allow_private_networks: bool = False
@@ -119,5 +122,7 @@ class Settings:
             raise SettingsError(
                 "DISPATCH_BREAKER_FAILURES and DISPATCH_CLAIM_TIMEOUT_SECONDS must be at least 1"
             )
+        if self.auth_cache_seconds < 0:
+            raise SettingsError("AUTH_CACHE_SECONDS must be 0 (off) or more")
         if self.rate_limit_dispatch_per_minute < 0:
             raise SettingsError("RATE_LIMIT_DISPATCH_PER_MINUTE must be 0 (off) or more")

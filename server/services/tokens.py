@@ -10,6 +10,7 @@ from server.domain.auth import SCOPES, Principal
 from server.domain.errors import InvalidArgument, NotFound, Unauthenticated
 from server.domain.ports import UnitOfWorkFactory
 from server.services.clock import Clock, utc_now
+from server.services.principal_cache import PrincipalCache
 
 TOKEN_PREFIX = "rr_"
 
@@ -21,9 +22,13 @@ def hash_token(token: str) -> str:
 
 
 class TokenService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, clock: Clock = utc_now, cache: PrincipalCache | None = None
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        # Off unless given (AUTH_CACHE_SECONDS): see principal_cache.py for what it trades.
+        self._cache = cache or PrincipalCache(0)
 
     def create(self, tenant_id: str, scopes: list[str], name: str = "") -> tuple[str, str]:
         """Returns (token id, plaintext token). The plaintext is never stored."""
@@ -42,13 +47,20 @@ class TokenService:
         with self._uow(write=True) as uow:
             if not uow.tokens.revoke(token_id, self._clock()):
                 raise NotFound(f"no active token {token_id}")
+        self._cache.forget_token(token_id)
 
     def authenticate(self, token: str) -> Principal:
+        token_hash = hash_token(token)
+        principal = self._cache.get(token_hash)
+        if principal is not None:
+            return principal
         with self._uow(write=False) as uow:
-            record = uow.tokens.find_by_hash(hash_token(token))
+            record = uow.tokens.find_by_hash(token_hash)
         if record is None or record.revoked_at is not None:
             raise Unauthenticated("the token is unknown or revoked")
-        return Principal(record.tenant_id, record.id, frozenset(record.scopes))
+        principal = Principal(record.tenant_id, record.id, frozenset(record.scopes))
+        self._cache.put(token_hash, principal)
+        return principal
 
     def count(self) -> int:
         with self._uow(write=False) as uow:
