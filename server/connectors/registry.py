@@ -40,6 +40,9 @@ class ConnectorRegistry:
         resilience = Resilience(retry, Breakers(breaker_failures, breaker_reset_seconds))
         return cls(TargetHttp(build_client(http, policy), resilience))
 
+    def is_local(self, target: TargetSystem) -> bool:
+        return target is TargetSystem.MANUAL  # ManualConnector.external is False
+
     def build(self, target: TargetSystem, config: TargetConfig | None) -> Connector:
         if target is TargetSystem.MANUAL:
             return self._manual

@@ -73,6 +73,10 @@ class TargetRepository(Protocol):
 
 
 class ConnectorFactory(Protocol):
+    def is_local(self, target: TargetSystem) -> bool:
+        """True when the target's connector never leaves the process (its `external` is False)."""
+        ...
+
     def build(self, target: TargetSystem, config: TargetConfig | None) -> Connector:
         """The connector for a tenant's configuration of target (None: not configured), or
         FailedPrecondition TARGET_NOT_CONFIGURED. MANUAL needs no configuration."""

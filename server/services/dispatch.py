@@ -8,6 +8,8 @@ External calls are recorded before and after (docs/targets.md, "No duplicate tic
    them unclaimed ("outcome unknown") when the target may have created a ticket;
 5. complete the succeeded items (record, exception, DISPATCH history) in the call's transaction,
    so they commit together with the idempotency interceptor's stored response.
+MANUAL, which calls nothing outside the process, skips steps 2 and 4: read, create and record all
+happen in the call's one transaction.
 A retry that finds a pending record whose attempt ended (released, or its claim too old: a crash)
 asks the target for the ticket before creating one, and adopts it.
 
@@ -25,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from server.domain.auth import Principal
@@ -124,41 +126,75 @@ class DispatchService:
     def _run(
         self, principal: Principal, ids: list[str], target: TargetSystem, queue: str
     ) -> dict[str, Result]:
+        keys = {eid: dispatch_key(target, eid, queue) for eid in ids}
+        if self._connectors.is_local(target):
+            return self._dispatch_local(principal, ids, keys, target, queue)
         tenant = principal.tenant_id
         inside = self._uow.in_transaction()
-        keys = {eid: dispatch_key(target, eid, queue) for eid in ids}
         with self._uow(write=False, join=inside) as uow:
             # Request-level refusal (422 TARGET_NOT_CONFIGURED) before any item is touched.
             connector = self._connectors.build(target, self._targets.config_for(uow, tenant, target))
             found = uow.exceptions.get_many(tenant, ids)
             earlier = uow.dispatches.get_many(tenant, keys.values())
-        results: dict[str, Result] = {}
-        todo: list[_Item] = []
-        for eid in ids:
-            exception, previous = found.get(eid), earlier.get(keys[eid])
-            if exception is None:
-                results[eid] = NotFound("exception not found")
-            elif previous is not None and previous.completed:
-                results[eid] = previous  # already dispatched here: the same ticket, never a second one
-            elif exception.status is Status.RESOLVED:
-                results[eid] = FailedPrecondition("exception is resolved", reason="INVALID_STATE")
-            else:
-                todo.append(_Item(exception, keys[eid]))
-        if todo and not connector.external:
-            # Nothing leaves the process (MANUAL): no pending record, one write in the call's transaction.
-            requests = [TicketRequest(i.exception, queue, i.key, i.key) for i in todo]
-            refs = connector.send(requests)
-            done = [(i, r) for i, r in zip(todo, refs, strict=True) if isinstance(r, TicketRef)]
-            results.update(
-                {i.exception.id: r for i, r in zip(todo, refs, strict=True) if isinstance(r, DomainError)}
-            )
-            if done:
-                results.update(
-                    self._complete(principal, target, queue, "", [i for i, _ in done], [r for _, r in done])
-                )
-        elif todo:
+        results, todo = _triage(ids, keys, found, earlier)
+        if todo:
             results.update(self._dispatch_external(principal, target, queue, connector, todo, inside))
         return results
+
+    def _dispatch_local(
+        self, principal: Principal, ids: list[str], keys: dict[str, str], target: TargetSystem, queue: str
+    ) -> dict[str, Result]:
+        """Nothing leaves the process (MANUAL): no pending record, and the whole dispatch is one write
+        transaction (the call's, under an idempotency key): two reads that lock the rows, then three
+        batched writes, however many items (docs/benchmarks.md)."""
+        tenant = principal.tenant_id
+        with self._uow(write=True) as uow:
+            connector = self._connectors.build(target, self._targets.config_for(uow, tenant, target))
+            found = uow.exceptions.get_many(tenant, ids)
+            earlier = uow.dispatches.get_many(tenant, keys.values())
+            results, todo = _triage(ids, keys, found, earlier)
+            if not todo:
+                return results
+            refs = connector.send([TicketRequest(i.exception, queue, i.key, i.key) for i in todo])
+            now = self._clock()
+            records: list[DispatchRecord] = []
+            changed: list[ReconException] = []
+            for item, ref in zip(todo, refs, strict=True):
+                if isinstance(ref, DomainError):
+                    results[item.exception.id] = ref
+                    continue
+                record = _completed(item, tenant, target, queue, ref, now)
+                records.append(record)
+                changed.append(item.exception)
+                results[item.exception.id] = record
+            uow.dispatches.add_many(records)
+            self._record_tickets(uow, principal, target, queue, changed, records, now)
+        return results
+
+    def _record_tickets(
+        self,
+        uow: UnitOfWork,
+        principal: Principal,
+        target: TargetSystem,
+        queue: str,
+        exceptions: list[ReconException],
+        records: list[DispatchRecord],
+        now: datetime,
+    ) -> None:
+        """Each exception carries its ticket, with a DISPATCH history entry."""
+        updated: list[ReconException] = []
+        history: list[HistoryEntry] = []
+        for exception, record in zip(exceptions, records, strict=True):
+            reference = record.external_reference or ""
+            updated.append(apply_ticket(exception, target, reference, now))
+            changes = {"target_system": target.value, "queue": queue, "external_reference": reference}
+            history.append(
+                HistoryEntry.record(
+                    principal.tenant_id, exception.id, Action.DISPATCH, principal.token_id, now, changes
+                )
+            )
+        uow.exceptions.update_many(updated)
+        uow.history.add_many(history)
 
     def _dispatch_external(
         self,
@@ -258,33 +294,20 @@ class DispatchService:
         items: list[_Item],
         refs: list[TicketRef],
     ) -> dict[str, Result]:
-        """Records the tickets in the call's transaction: dispatch record, exception, history."""
+        """Records the tickets in the call's transaction: dispatch record, exception, history. The
+        claims were committed on their own, so the records and exceptions are read again, locked:
+        another call may have completed a record meanwhile (its record and history then stand)."""
         tenant = principal.tenant_id
         now = self._clock()
         outcomes = [
-            DispatchRecord(
-                item.key,
-                tenant,
-                item.exception.id,
-                target,
-                queue,
-                created_at=now,
-                external_reference=ref.external_reference,
-                acknowledged=ref.acknowledged,
-                completed_at=now,
-            )
-            for item, ref in zip(items, refs, strict=True)
+            _completed(item, tenant, target, queue, ref, now) for item, ref in zip(items, refs, strict=True)
         ]
         results: dict[str, Result] = {}
         with self._uow(write=True) as uow:
-            if claim_id:
-                uow.dispatches.complete(tenant, claim_id, outcomes)
-            else:
-                uow.dispatches.add_many(outcomes)  # local (MANUAL): nothing was pending
+            uow.dispatches.complete(tenant, claim_id, outcomes)
             rows = uow.dispatches.get_many(tenant, [o.key for o in outcomes])
             current = uow.exceptions.get_many(tenant, [o.exception_id for o in outcomes])
-            updated: list[ReconException] = []
-            history: list[HistoryEntry] = []
+            mine: list[tuple[ReconException, DispatchRecord]] = []
             for outcome in outcomes:
                 row = rows.get(outcome.key)
                 exception = current.get(outcome.exception_id)
@@ -294,16 +317,44 @@ class DispatchService:
                     )
                     continue
                 results[outcome.exception_id] = row
-                if row.completed_at != now or row.external_reference != outcome.external_reference:
-                    continue  # completed by another call meanwhile: its record and history stand
-                reference = outcome.external_reference or ""
-                updated.append(apply_ticket(exception, target, reference, now))
-                changes = {"target_system": target.value, "queue": queue, "external_reference": reference}
-                history.append(
-                    HistoryEntry.record(
-                        tenant, exception.id, Action.DISPATCH, principal.token_id, now, changes
-                    )
-                )
-            uow.exceptions.update_many(updated)
-            uow.history.add_many(history)
+                if row.completed_at == now and row.external_reference == outcome.external_reference:
+                    mine.append((exception, row))
+            self._record_tickets(
+                uow, principal, target, queue, [e for e, _ in mine], [r for _, r in mine], now
+            )
         return results
+
+
+def _triage(
+    ids: list[str], keys: dict[str, str], found: dict[str, ReconException], earlier: dict[str, DispatchRecord]
+) -> tuple[dict[str, Result], list[_Item]]:
+    """Items answered without a call (not found, already dispatched, resolved), and those to send."""
+    results: dict[str, Result] = {}
+    todo: list[_Item] = []
+    for eid in ids:
+        exception, previous = found.get(eid), earlier.get(keys[eid])
+        if exception is None:
+            results[eid] = NotFound("exception not found")
+        elif previous is not None and previous.completed:
+            results[eid] = previous  # already dispatched here: the same ticket, never a second one
+        elif exception.status is Status.RESOLVED:
+            results[eid] = FailedPrecondition("exception is resolved", reason="INVALID_STATE")
+        else:
+            todo.append(_Item(exception, keys[eid]))
+    return results, todo
+
+
+def _completed(
+    item: _Item, tenant: str, target: TargetSystem, queue: str, ref: TicketRef, now: datetime
+) -> DispatchRecord:
+    return DispatchRecord(
+        item.key,
+        tenant,
+        item.exception.id,
+        target,
+        queue,
+        created_at=now,
+        external_reference=ref.external_reference,
+        acknowledged=ref.acknowledged,
+        completed_at=now,
+    )

@@ -1,0 +1,73 @@
+"""Issue 7's bound on a bulk dispatch to MANUAL: a fixed number of statements per batch, however
+many items (an executemany counts once: one statement, its rows sent together), never a
+transaction per item. Counted on the real databases, in process and through gRPC."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+from reconrouter.exceptions.v1 import exceptions_pb2 as pb
+
+from server.domain.auth import Principal
+from server.domain.exceptions import NewException
+
+
+@contextlib.contextmanager
+def statements(engine: sa.Engine) -> Iterator[list[str]]:
+    """The first word of every statement sent to the database while the block runs."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement.split()[0].upper())
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+def fresh_exceptions(app, principal: Principal, count: int) -> list[str]:
+    items = [NewException(transaction_id=f"txn-{i}") for i in range(count)]
+    return [e.id for e in app.exceptions.batch_create(principal, items)]
+
+
+def dispatch_statements(app, count: int) -> list[str]:
+    principal = Principal(f"tenant-{uuid.uuid4()}", "token-1", frozenset())
+    ids = fresh_exceptions(app, principal, count)
+    with statements(app.engine) as sent:
+        outcome = app.dispatch.bulk_dispatch(principal, ids, "MANUAL", "ops")
+    assert outcome.succeeded == ids and not outcome.failed
+    return [verb for verb in sent if verb != "BEGIN"]  # SQLite's BEGIN IMMEDIATE: the one transaction
+
+
+def test_a_manual_bulk_dispatch_costs_the_same_statements_for_1_10_or_100_items(app):
+    one, ten, hundred = (dispatch_statements(app, n) for n in (1, 10, 100))
+    assert one == ten == hundred
+    # Read the exceptions and earlier dispatch records (locked); write records, exceptions, history.
+    assert sorted(hundred) == ["INSERT", "INSERT", "SELECT", "SELECT", "UPDATE"]
+
+
+def test_the_same_bound_through_grpc_under_an_idempotency_key(app, stub, auth):
+    def call(count: int) -> list[str]:
+        created = stub.BatchCreateExceptions(
+            pb.BatchCreateExceptionsRequest(
+                exceptions=[pb.CreateExceptionRequest(transaction_id=f"t{i}") for i in range(count)]
+            ),
+            metadata=auth("admin"),
+        )
+        ids = [e.id for e in created.exceptions]
+        key = (("idempotency-key", str(uuid.uuid4())),)
+        with statements(app.engine) as sent:
+            response = stub.BulkDispatchExceptions(
+                pb.BulkDispatchExceptionsRequest(exception_ids=ids, target_system="MANUAL"),
+                metadata=[*auth("admin"), *key],
+            )
+        assert list(response.succeeded) == ids
+        return sent
+
+    five, hundred = call(5), call(100)
+    assert five == hundred
