@@ -163,15 +163,26 @@ def load_average() -> list[float]:
 _CALLS = re.compile(r"^reconrouter_rpc_calls_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)", re.M)
 
 
-def call_counts(metrics_ports: Sequence[int]) -> Counter[tuple[str, str]]:
+_STATEMENTS = re.compile(r"^reconrouter_db_statements_total\s+(?P<value>\S+)", re.M)
+
+
+def _metrics_texts(metrics_ports: Sequence[int]) -> list[str]:
+    return [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text for port in metrics_ports]
+
+
+def call_counts(metrics_ports: Sequence[int], texts: Sequence[str] | None = None) -> Counter[tuple[str, str]]:
     """Finished calls by (rpc, code), summed over the servers' Prometheus endpoints."""
     counts: Counter[tuple[str, str]] = Counter()
-    for port in metrics_ports:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for text in _metrics_texts(metrics_ports) if texts is None else texts:
         for m in _CALLS.finditer(text):
             labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group("labels")))
             counts[(labels.get("rpc", ""), labels.get("code", ""))] += int(float(m.group("value")))
     return counts
+
+
+def statement_count(texts: Sequence[str]) -> int:
+    """Statements the servers sent to the database (reconrouter_db_statements_total, summed)."""
+    return sum(int(float(m.group("value"))) for text in texts for m in _STATEMENTS.finditer(text))
 
 
 # -- what a load runs against ---------------------------------------------------------------------
@@ -218,10 +229,12 @@ class Target:
         return sum(n for (rpc, _), n in call_counts(self.metrics_ports).items() if rpc != "Check")
 
     def sample(self) -> dict[str, Any]:
+        texts = _metrics_texts(self.metrics_ports)
         return {
             "server_cpu": cpu_seconds(self.server_pids),
             "envoy_cpu": cpu_seconds([self.envoy_pid]),
-            "calls": call_counts(self.metrics_ports),
+            "calls": call_counts(self.metrics_ports, texts),
+            "statements": statement_count(texts),
             "at": time.perf_counter(),
         }
 
@@ -261,6 +274,8 @@ def _run_record(run: LoadRun, before: dict, after: dict) -> dict[str, Any]:
         "p99_ms": _round(run.percentile(99)),
         "server_cpu_s": _round(after["server_cpu"] - before["server_cpu"], 2),
         "envoy_cpu_s": _round(after["envoy_cpu"] - before["envoy_cpu"], 2),
+        # Envoy's health checks (one a second) touch no table; /healthz would add a SELECT 1.
+        "db_statements": after["statements"] - before["statements"],
     }
 
 
@@ -287,6 +302,9 @@ def summarize(runs: list[dict[str, Any]], items_per_request: int) -> dict[str, A
         if requests
         else None,
         "envoy_cpu_s_per_req": _round(sum(r["envoy_cpu_s"] for r in runs) / requests, 6)
+        if requests
+        else None,
+        "db_statements_per_req": _round(sum(r["db_statements"] for r in runs) / requests, 2)
         if requests
         else None,
     }

@@ -18,6 +18,7 @@ COLUMNS = (
     ("p99 ms", "p99_ms", 2),
     ("server CPU ms/req", "server_cpu_s_per_req", 3),
     ("Envoy CPU ms/req", "envoy_cpu_s_per_req", 3),
+    ("DB stmts/req", "db_statements_per_req", 2),
     ("server peak RSS MiB", "server_peak_rss_mb", 0),
     ("Envoy peak RSS MiB", "envoy_peak_rss_mb", 0),
     ("requests", "requests", None),

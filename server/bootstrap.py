@@ -39,7 +39,7 @@ from server.services.principal_cache import PrincipalCache
 from server.services.rate_limit import RateLimiter
 from server.services.targets import TargetService
 from server.services.tokens import TokenService
-from server.storage.engine import make_engine
+from server.storage.engine import count_statements, make_engine
 from server.storage.failures import make_ping, translate_db_error
 from server.storage.idempotency import SqlIdempotencyStore
 from server.storage.rate_limits import SqlCounterStore
@@ -104,6 +104,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
     metrics = None
     if metrics_registry is not None:
         metrics = Metrics(metrics_registry, pool_checked_out=engine.pool.checkedout)
+        count_statements(engine, metrics.observe_statement)
     return App(
         settings=settings,
         engine=engine,

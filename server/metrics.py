@@ -47,12 +47,21 @@ class Metrics:
             ["status"],
             registry=registry,
         )
+        # Statements per call tell an N+1 at a glance (the bench reports them per request).
+        self.db_statements = Counter(
+            "reconrouter_db_statements",
+            "Statements sent to the database (an executemany counts once)",
+            registry=registry,
+        )
         self.db_pool_checked_out = Gauge(
             "reconrouter_db_pool_checked_out",
             "Database connections in use (sampled at the end of each call)",
             registry=registry,
             multiprocess_mode="livesum",
         )
+
+    def observe_statement(self) -> None:
+        self.db_statements.inc()
 
     def observe_subrequest(self, status: int) -> None:
         self.bulk_subrequests.labels(f"{status // 100}xx").inc()

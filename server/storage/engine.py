@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -64,6 +65,14 @@ def autocommit_reads(connection: Connection) -> Connection:
     if is_sqlite(connection):
         return connection.execution_options(**{AUTOCOMMIT_READS: True})
     return connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def count_statements(engine: Engine, observe: Callable[[], None]) -> None:
+    """Calls `observe` once per statement sent to the database (metrics)."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _on_statement(*_: Any) -> None:
+        observe()
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from bench import suite
 from bench.scenarios import SCENARIOS
 
-NUMBERS = ("rps", "p50_ms", "p99_ms", "server_cpu_s_per_req", "envoy_cpu_s_per_req")
+NUMBERS = ("rps", "p50_ms", "p99_ms", "server_cpu_s_per_req", "envoy_cpu_s_per_req", "db_statements_per_req")
 PEAKS = ("server_peak_rss_mb", "envoy_peak_rss_mb")
 
 
