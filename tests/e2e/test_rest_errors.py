@@ -1,5 +1,6 @@
 """API.md §2's table and every validation limit, over REST through Envoy."""
 
+import time
 import uuid
 
 import httpx
@@ -193,3 +194,18 @@ def test_huge_strings_under_the_body_limit_are_400(api):
     response = api.post("/v1/exceptions", json={"transaction_id": "t" * 1_000_000})
     assert response.status_code == 400
     assert "t" * 300 not in response.text  # the message does not echo the input back
+
+
+def test_a_token_revoked_after_use_is_refused_within_auth_cache_seconds(stack):
+    """The server trusts a token that authenticated for AUTH_CACHE_SECONDS (default 5) without a
+    lookup; a revocation by the CLI (another process) must take effect within that window."""
+    url = f"{stack.base_url}/v1/exceptions"
+    created = stack.cli("tokens", "create", "--tenant", "revokee3", "--scopes", "exceptions:read")
+    headers = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    assert httpx.get(url, headers=headers).status_code == 200  # now remembered by the server
+    stack.cli("tokens", "revoke", created.stderr.split("created token ")[1].split()[0])
+    revoked_at = time.monotonic()
+    while (status := httpx.get(url, headers=headers).status_code) == 200:
+        assert time.monotonic() - revoked_at < 5 + 2, "the revoked token still works after the window"
+        time.sleep(0.2)
+    assert status == 401
