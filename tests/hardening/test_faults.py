@@ -66,7 +66,10 @@ def test_database_unavailable_is_json_503_and_recovers_without_a_restart(tmp_pat
         direct = make_url(direct_url)
         with TcpProxy(direct.host or "127.0.0.1", direct.port or 5432) as proxy:
             url = direct.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-            with Stack(url, work_dir=tmp_path) as stack:
+            # Tokens stay remembered through the outages (AUTH_CACHE_SECONDS), so every call below
+            # reaches its handler, which finds the database gone; an unknown token cannot be checked
+            # at all, which must be 503 too, never 401.
+            with Stack(url, {"AUTH_CACHE_SECONDS": "3600"}, work_dir=tmp_path) as stack:
                 token = stack.create_token("db-fault", ["exceptions:read", "exceptions:write"])
                 client = httpx.Client(
                     base_url=stack.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
@@ -87,11 +90,18 @@ def test_database_unavailable_is_json_503_and_recovers_without_a_restart(tmp_pat
                         lambda: client.post(
                             "/v1/exceptions/bulk/assign", json={"exception_ids": [existing], "assignee": "x"}
                         ),
-                        lambda: client.post("/v1/bulk", json={"requests": [{"url": "/v1/exceptions"}]}),
+                        lambda: httpx.get(
+                            f"{stack.base_url}/v1/exceptions", headers={"Authorization": "Bearer rr_unknown"}
+                        ),
                         lambda: httpx.get(f"{stack.base_url}/healthz"),
                     ]
                     for call in calls:
                         json_error(call(), 503, "UNAVAILABLE")
+                    # /v1/bulk answers; its sub-request carries the 503.
+                    batch = client.post("/v1/bulk", json={"requests": [{"url": "/v1/exceptions"}]})
+                    assert batch.status_code == 200, batch.text
+                    [sub] = batch.json()
+                    assert sub["status"] == 503 and sub["contents"]["details"][0]["reason"] == "UNAVAILABLE"
                     assert httpx.get(f"{stack.base_url}/livez").status_code == 200  # the process is fine
                     proxy.restore()
                     back = until(lambda: client.get("/v1/exceptions"), not_in={503})
