@@ -62,10 +62,15 @@ class SqlUnitOfWork:
     def joined(self) -> bool:
         return self._parent is not None
 
+    @property
+    def autocommit(self) -> bool:
+        """A read of its own: no transaction, each statement on its own (see autocommit_reads)."""
+        return not self.write and not self._lazy and self._parent is None
+
     def __enter__(self) -> Self:
         if self._parent is not None:
             self.connection = self._parent.connection
-        elif not self.write and not self._lazy:
+        elif self.autocommit:
             # A read on its own: no transaction to begin or commit (see autocommit_reads).
             self.connection = autocommit_reads(self._engine.connect())
         else:
@@ -78,11 +83,14 @@ class SqlUnitOfWork:
                     self.connection.close()
                     raise
         lock_rows = self.write
-        self.exceptions = SqlExceptionRepository(self.connection, lock_rows=lock_rows)
+        # Only a read of its own, outside any transaction, bypasses SQLAlchemy's execution path: a
+        # read inside one must go through it (on SQLite, that is what sends the BEGIN).
+        direct = self.autocommit
+        self.exceptions = SqlExceptionRepository(self.connection, lock_rows=lock_rows, direct_reads=direct)
         self.history = SqlHistoryRepository(self.connection)
         self.dispatches = SqlDispatchRepository(self.connection, lock_rows=lock_rows)
         self.targets = SqlTargetRepository(self.connection)
-        self.tokens = SqlTokenRepository(self.connection)
+        self.tokens = SqlTokenRepository(self.connection, direct_reads=direct)
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, Row
 
 from server.domain.exceptions import ReconException, Severity, Status
 from server.domain.paging import ExceptionQuery
+from server.storage.direct_read import DirectRead
 from server.storage.repositories._common import canonical_uuid, canonical_uuids, keyset_after
 from server.storage.tables import exceptions as t
 
@@ -106,9 +107,17 @@ def _from_row(r: Row[Any]) -> ReconException:
     )
 
 
+_GET_DIRECT = DirectRead(_GET)
+
+
 class SqlExceptionRepository:
-    def __init__(self, connection: Connection, *, lock_rows: bool = False) -> None:
+    def __init__(
+        self, connection: Connection, *, lock_rows: bool = False, direct_reads: bool = False
+    ) -> None:
         self._conn = connection
+        # A read-only unit of work outside any transaction may skip SQLAlchemy's execution path
+        # for its point reads (storage/direct_read.py).
+        self._direct_reads = direct_reads
         # In a write unit of work, reads lock the rows they return (SELECT ... FOR UPDATE on
         # PostgreSQL; SQLite ignores it, BEGIN IMMEDIATE already serialises writers), so two
         # concurrent read-modify-write calls cannot lose an update or reopen a resolved exception.
@@ -122,8 +131,11 @@ class SqlExceptionRepository:
         wanted = canonical_uuid(exception_id)
         if wanted is None:
             return None
-        stmt = _GET_LOCKED if self._lock_rows else _GET
-        row = self._conn.execute(stmt, {"tenant_id": tenant_id, "id": wanted}).first()
+        params = {"tenant_id": tenant_id, "id": wanted}
+        if self._direct_reads:
+            row = _GET_DIRECT.first(self._conn, params)
+        else:
+            row = self._conn.execute(_GET_LOCKED if self._lock_rows else _GET, params).first()
         return None if row is None else _from_row(row)
 
     def get_many(self, tenant_id: str, ids: Iterable[str]) -> dict[str, ReconException]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from server.storage.direct_read import DirectRead
 from server.storage.tables import tokens as t
 
 # Every authenticated call runs this: built once (see the exceptions repository's _GET).
@@ -27,9 +28,13 @@ class TokenRow:
     revoked_at: datetime | None
 
 
+_FIND_DIRECT = DirectRead(_FIND_BY_HASH)
+
+
 class SqlTokenRepository:
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, direct_reads: bool = False) -> None:
         self._conn = connection
+        self._direct_reads = direct_reads  # see SqlExceptionRepository
 
     def add(self, token_id: str, tenant_id: str, name: str, scopes: frozenset[str], token_hash: str) -> None:
         self._conn.execute(
@@ -45,7 +50,11 @@ class SqlTokenRepository:
         )
 
     def find_by_hash(self, token_hash: str) -> TokenRow | None:
-        row = self._conn.execute(_FIND_BY_HASH, {"token_hash": token_hash}).first()
+        params = {"token_hash": token_hash}
+        if self._direct_reads:
+            row = _FIND_DIRECT.first(self._conn, params)
+        else:
+            row = self._conn.execute(_FIND_BY_HASH, params).first()
         if row is None:
             return None
         scopes = frozenset(s for s in row.scopes.split(",") if s)
