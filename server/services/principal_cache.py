@@ -3,7 +3,8 @@
 Only successes are kept (an unknown token always reaches the database, and cannot fill memory),
 keyed by the token's hash, never its plaintext. An entry lives `ttl` seconds: a token revoked
 elsewhere (the CLI, another replica) keeps working on this process at most that long; revoking
-through this process forgets it at once. `ttl` 0 turns the cache off.
+through this process forgets it at once (a lookup that raced the revocation may still keep it, again
+for at most `ttl`). `ttl` 0 turns the cache off.
 """
 
 from __future__ import annotations
