@@ -80,3 +80,20 @@ def test_two_workers_share_the_port_and_report_metrics_together(tmp_path):
         stack.server_process.send_signal(signal.SIGTERM)
         assert stack.server_process.wait(timeout=30) == 0
         assert stack.logs().count('"msg": "stopped"') == 2
+
+
+def test_rest_calls_reach_every_worker(tmp_path):
+    """Envoy keeps an upstream connection per client connection (envoy/README.md), so REST traffic
+    from several clients spreads over the WORKERS like gRPC traffic does."""
+    with Stack(f"sqlite:///{tmp_path / 'db.sqlite'}", {"WORKERS": "2"}, work_dir=tmp_path) as stack:
+        headers = {"Authorization": f"Bearer {stack.create_token('spread', ['exceptions:read'])}"}
+        missing = f"{stack.base_url}/v1/exceptions/{uuid.uuid4()}"
+        for _ in range(20):
+            with httpx.Client(headers=headers) as client:  # a new connection each time
+                assert client.get(missing).status_code == 404
+        pids = {
+            entry.get("pid")
+            for entry in (json.loads(line) for line in stack.logs().splitlines() if line.startswith("{"))
+            if entry.get("msg") == "call" and entry.get("rpc", "").endswith("/GetException")
+        }
+        assert len(pids) == 2, f"REST calls were served by {pids}"
