@@ -1,4 +1,4 @@
-"""Units of work: one connection and one transaction, with the repositories bound to it.
+"""Units of work: a connection, a transaction (unless a read of its own), the repositories on it.
 
 A read-only unit of work that joins nothing has no transaction of its own: each of its statements
 sees the latest committed data (storage/engine.py, autocommit_reads). Reads that must agree with
