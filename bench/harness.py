@@ -170,10 +170,10 @@ def _metrics_texts(metrics_ports: Sequence[int]) -> list[str]:
     return [httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text for port in metrics_ports]
 
 
-def call_counts(metrics_ports: Sequence[int], texts: Sequence[str] | None = None) -> Counter[tuple[str, str]]:
-    """Finished calls by (rpc, code), summed over the servers' Prometheus endpoints."""
+def call_counts(texts: Sequence[str]) -> Counter[tuple[str, str]]:
+    """Finished calls by (rpc, code), summed over the servers' Prometheus pages."""
     counts: Counter[tuple[str, str]] = Counter()
-    for text in _metrics_texts(metrics_ports) if texts is None else texts:
+    for text in texts:
         for m in _CALLS.finditer(text):
             labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group("labels")))
             counts[(labels.get("rpc", ""), labels.get("code", ""))] += int(float(m.group("value")))
@@ -226,14 +226,15 @@ class Target:
 
     def _finished_calls(self) -> int:
         # Envoy's health checks (grpc.health.v1 Check, every second) never stop: not counted.
-        return sum(n for (rpc, _), n in call_counts(self.metrics_ports).items() if rpc != "Check")
+        counts = call_counts(_metrics_texts(self.metrics_ports))
+        return sum(n for (rpc, _), n in counts.items() if rpc != "Check")
 
     def sample(self) -> dict[str, Any]:
         texts = _metrics_texts(self.metrics_ports)
         return {
             "server_cpu": cpu_seconds(self.server_pids),
             "envoy_cpu": cpu_seconds([self.envoy_pid]),
-            "calls": call_counts(self.metrics_ports, texts),
+            "calls": call_counts(texts),
             "statements": statement_count(texts),
             "at": time.perf_counter(),
         }

@@ -41,7 +41,8 @@ class ConnectorRegistry:
         return cls(TargetHttp(build_client(http, policy), resilience))
 
     def is_local(self, target: TargetSystem) -> bool:
-        return target is TargetSystem.MANUAL  # ManualConnector.external is False
+        connector = self._manual if target is TargetSystem.MANUAL else _HTTP_CONNECTORS[target]
+        return not connector.external
 
     def build(self, target: TargetSystem, config: TargetConfig | None) -> Connector:
         if target is TargetSystem.MANUAL:
