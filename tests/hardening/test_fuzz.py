@@ -99,7 +99,10 @@ def test_fuzz_operation(fuzz, path, verb):
         response = case.call(base_url=stack.base_url, session=session, timeout=60)
         SENT[label] = SENT.get(label, 0) + 1
         case.validate_response(response, checks=CHECKS)
-        leaked = [word for word in LEAKS if word in response.text]
+        # A word the caller sent may come back in an error that quotes the value (e.g. "unsupported
+        # target system 'sqlalchemy'"): that is an echo, not a leak.
+        sent = repr((case.path_parameters, case.query, case.body))
+        leaked = [word for word in LEAKS if word in response.text and word not in sent]
         assert not leaked, (response.status_code, leaked, response.text[:500])
 
     run()
