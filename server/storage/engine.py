@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -79,6 +81,22 @@ def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _use_wal(cursor: Any) -> None:
+    """WAL: readers never block the writer nor the writer the readers. The mode is stored in the
+    file, but switching a new file takes an exclusive lock and SQLite answers "database is locked"
+    at once, without its busy timeout, to processes starting together (replicas, WORKERS, the
+    migration): they retry for as long as the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_engine(url: str, pool: dict[str, Any]) -> Engine:
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -96,9 +114,8 @@ def _sqlite_engine(url: str, pool: dict[str, Any]) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            # WAL: readers never block the writer nor the writer the readers.
-            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            _use_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             # Durable across application crashes; only an OS crash may lose the last commits.
             cursor.execute("PRAGMA synchronous=NORMAL")
