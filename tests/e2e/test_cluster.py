@@ -117,7 +117,10 @@ def test_a_killed_replica_fails_only_calls_that_could_not_be_retried(cluster):
             stream.__exit__()
     reads, keyed, plain = streams
     assert all(s.results for s in streams)
-    assert reads.failures == [], reads.failures
+    # A read in flight on the dead replica is retried on the survivor, unless the replica had begun
+    # to answer (it sends headers before the body): then Envoy cannot retry, and that one read is a
+    # 503. Seen about once in ten runs; never more than the one call being answered at the kill.
+    assert [status for _, status in reads.failures] in ([], [503]), reads.failures
     # A keyed write in flight on the dead replica is retried by Envoy; the survivor sees the dead
     # call's claim and answers 409 IDEMPOTENCY_KEY_IN_USE until the lock times out: correct, at most one.
     assert [status for _, status in keyed.failures] in ([], [409]), keyed.failures
