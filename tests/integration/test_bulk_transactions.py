@@ -33,11 +33,13 @@ def runner_with_a_half_done_resolve(app) -> BulkRunner:
     collector = HandlerCollector()
     add_servicers(app.servicers(), collector)
     behaviours = {
-        m: intercepted(collector.find(m), interceptors, m) for m in app.methods if collector.find(m)
+        m: intercepted(collector.find(m), interceptors, m).unary_unary
+        for m in app.methods
+        if collector.find(m)
     }
     fake = grpc.unary_unary_rpc_method_handler(write_then_fail)
     name = SERVICE + "BulkResolveExceptions"
-    behaviours[name] = intercepted(fake, interceptors, name)
+    behaviours[name] = intercepted(fake, interceptors, name).unary_unary
     runner = BulkRunner(RouteTable(app.methods), BulkLimits(), savepoint_per_request(app.uow))
     runner.bind(InProcessHandlers(behaviours))
     return runner

@@ -7,11 +7,12 @@ import pytest
 from server.domain.auth import Principal
 from server.domain.errors import PermissionDenied, Unauthenticated
 from server.rpc import call_state
-from server.rpc.bulk.context import SubRequestAborted, SubRequestContext
+from server.rpc.bulk.context import SubRequestContext
 from server.rpc.bulk.handlers import HandlerCollector, InProcessHandlers
 from server.rpc.interceptors.auth import AuthInterceptor
 from server.rpc.interceptors.base import UnaryInterceptor
 from server.rpc.methods import load_methods
+from server.rpc.recording_context import CallAborted
 from server.rpc.server import Servicers, add_servicers
 from tests.unit.fake_grpc import FakeContext
 
@@ -99,7 +100,7 @@ def test_the_context_records_what_the_chain_sends():
     status = type(
         "S", (), {"code": grpc.StatusCode.NOT_FOUND, "details": "gone", "trailing_metadata": (("k", "v"),)}
     )
-    with pytest.raises(SubRequestAborted):
+    with pytest.raises(CallAborted):
         context.abort_with_status(status)
     assert (context.code, context.details, context.trailing_metadata) == (
         grpc.StatusCode.NOT_FOUND,

@@ -91,7 +91,7 @@ def make_runner(fake, *, budget=30.0, clock=time.monotonic, isolation=nullcontex
     for name, behaviour in behaviours.items():
         if name not in missing:
             handler = grpc.unary_unary_rpc_method_handler(behaviour)
-            handlers[SERVICE + name] = intercepted(handler, interceptors, SERVICE + name)
+            handlers[SERVICE + name] = intercepted(handler, interceptors, SERVICE + name).unary_unary
     runner = BulkRunner(RouteTable(METHODS), BulkLimits(100, budget), isolation, clock)
     runner.bind(InProcessHandlers(handlers))
     return runner

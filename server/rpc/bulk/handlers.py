@@ -46,14 +46,15 @@ class HandlerCollector:
 
 def intercepted(
     handler: grpc.RpcMethodHandler, interceptors: list[grpc.ServerInterceptor], method: str
-) -> Behavior | None:
-    """The unary behaviour as grpc's server runs it: interceptors[0] outermost."""
+) -> grpc.RpcMethodHandler | None:
+    """The handler as grpc's server would run it: interceptors[0] outermost. Interceptors may
+    change more than the behaviour (the request guard wraps the request deserializer)."""
     details = _CallDetails(method)
     for interceptor in reversed(interceptors):
         handler = interceptor.intercept_service(lambda _details, inner=handler: inner, details)
         if handler is None:
             return None
-    return handler.unary_unary
+    return handler
 
 
 class InProcessHandlers:
@@ -74,9 +75,9 @@ class InProcessHandlers:
         behaviours = {}
         for method in methods:
             handler = collector.find(method)
-            behaviour = None if handler is None else intercepted(handler, interceptors, method)
-            if behaviour is not None:
-                behaviours[method] = behaviour
+            wrapped = None if handler is None else intercepted(handler, interceptors, method)
+            if wrapped is not None:
+                behaviours[method] = wrapped.unary_unary
         return cls(behaviours)
 
     def get(self, method: str) -> Behavior | None:

@@ -25,7 +25,7 @@ from reconrouter.bulk.v1 import bulk_pb2
 
 from server.domain.auth import Principal
 from server.rpc.bulk import references as refs
-from server.rpc.bulk.context import SubRequestAborted, SubRequestContext
+from server.rpc.bulk.context import SubRequestContext
 from server.rpc.bulk.envelope import PlannedRequest, plan_batch
 from server.rpc.bulk.handlers import InProcessHandlers
 from server.rpc.bulk.results import (
@@ -38,6 +38,7 @@ from server.rpc.bulk.results import (
     unserved,
 )
 from server.rpc.bulk.transcode import TranscodeError, build_request
+from server.rpc.recording_context import CallAborted
 from server.rpc.routes import RouteTable
 
 log = logging.getLogger("reconrouter.bulk")
@@ -147,8 +148,8 @@ class BulkRunner:
             with self._isolation():
                 response = behaviour(message, context)
                 if context.code not in (None, grpc.StatusCode.OK):
-                    raise SubRequestAborted(context.details)  # set_code() without abort()
-        except SubRequestAborted:
+                    raise CallAborted(context.details)  # set_code() without abort()
+        except CallAborted:
             return aborted(item.id, context)
         except Exception:
             # The error interceptor turns every handler failure into an abort, so this is the
