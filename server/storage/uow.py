@@ -41,9 +41,17 @@ class SqlUnitOfWork:
     """
 
     def __init__(
-        self, engine: Engine, *, write: bool, parent: SqlUnitOfWork | None = None, lazy: bool = False
+        self,
+        engine: Engine,
+        *,
+        write: bool,
+        parent: SqlUnitOfWork | None = None,
+        lazy: bool = False,
+        kept: Connection | None = None,
     ) -> None:
         self._engine = engine
+        # A read of its own on a thread that keeps a connection (SqlUnitOfWorkFactory.keep_read_connection).
+        self._kept = kept if not write and not lazy and parent is None else None
         self.write = write
         self._parent = parent
         # lazy: BEGIN at the first statement instead of at __enter__ (see SqlUnitOfWorkFactory.outer).
@@ -70,6 +78,8 @@ class SqlUnitOfWork:
     def __enter__(self) -> Self:
         if self._parent is not None:
             self.connection = self._parent.connection
+        elif self._kept is not None:
+            self.connection = self._kept
         elif self.autocommit:
             # A read on its own: no transaction to begin or commit (see autocommit_reads).
             self.connection = autocommit_reads(self._engine.connect())
@@ -96,6 +106,8 @@ class SqlUnitOfWork:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self._parent is not None:
             return  # joined: the outer unit of work commits or rolls back
+        if self._kept is not None:
+            return  # no transaction to end, and the connection stays with its thread
         try:
             # The connection's transaction: begun in __enter__, or at the first statement when lazy
             # (none at all if nothing ran; then these do nothing).
@@ -114,15 +126,29 @@ class SqlUnitOfWorkFactory:
         self.engine = engine
         # Per factory, so a unit of work never joins one that belongs to another engine.
         self._current: ContextVar[SqlUnitOfWork | None] = ContextVar(f"uow_{id(self)}", default=None)
+        self._kept = threading.local()
 
     def __call__(self, *, write: bool, join: bool = True) -> SqlUnitOfWork:
         """A unit of work; it joins the active `outer()` block unless join=False (for storage-internal
         work that must commit on its own, such as claiming an idempotency key)."""
         outer = self._current.get() if join else None
         if outer is None:
-            return SqlUnitOfWork(self.engine, write=write)
+            return SqlUnitOfWork(self.engine, write=write, kept=getattr(self._kept, "connection", None))
         _check_joinable(outer, write)
         return SqlUnitOfWork(self.engine, write=write, parent=outer)
+
+    @contextmanager
+    def keep_read_connection(self) -> Iterator[None]:
+        """Within the block, this thread's reads of their own all use one connection of their own
+        instead of checking one out of the pool and back in. For the thread that must never wait
+        for the pool: the event loop serving reads inline (server/rpc/async_server.py)."""
+        connection = autocommit_reads(self.engine.connect())
+        self._kept.connection = connection
+        try:
+            yield
+        finally:
+            self._kept.connection = None
+            connection.close()
 
     def current(self) -> SqlUnitOfWork | None:
         """The active outer unit of work of this context, if any."""

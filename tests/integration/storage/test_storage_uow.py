@@ -255,3 +255,37 @@ def test_sqlite_pragmas(sqlite_uow):
         assert pragma("foreign_keys") == 1
         assert pragma("busy_timeout") == 10000
         assert pragma("synchronous") == 1  # NORMAL
+
+
+def test_a_kept_read_connection_serves_this_threads_reads_only(uow, engine):
+    """keep_read_connection (the event loop's, server/rpc/async_server.py): this thread's reads of
+    their own reuse one connection and never touch the pool; writes, joined reads and other threads
+    still check out; the block's end gives the connection back."""
+    before = engine.pool.checkedout()
+    with uow.keep_read_connection():
+        assert engine.pool.checkedout() == before + 1
+        with uow(write=False) as first:
+            kept = first.connection
+            assert first.tokens.count() == 0
+        with uow(write=True, join=False) as writer:
+            assert writer.connection is not kept
+            add_token(writer)
+        with uow(write=False) as second:
+            assert second.connection is kept
+            assert second.tokens.count() == 1  # no snapshot kept between reads either
+            assert engine.pool.checkedout() == before + 1
+        with uow.outer(write=True), uow(write=False) as joined:
+            assert joined.connection is not kept
+        elsewhere: list[object] = []
+
+        def read_on_another_thread():
+            with uow(write=False) as other:
+                elsewhere.append(other.connection)
+
+        worker = threading.Thread(target=read_on_another_thread)
+        worker.start()
+        worker.join()
+        assert elsewhere and elsewhere[0] is not kept
+        assert not kept.closed
+    assert kept.closed
+    assert engine.pool.checkedout() == before
