@@ -17,6 +17,7 @@ from server.connectors.resilience import RetryPolicy
 from server.connectors.ssrf import AddressPolicy
 from server.domain.idempotency import Policy
 from server.metrics import Metrics
+from server.rpc.async_server import AsyncServer
 from server.rpc.bulk.isolation import savepoint_per_request
 from server.rpc.bulk.runner import BulkLimits, BulkRunner
 from server.rpc.interceptors.auth import AuthInterceptor
@@ -39,7 +40,7 @@ from server.services.principal_cache import PrincipalCache
 from server.services.rate_limit import RateLimiter
 from server.services.targets import TargetService
 from server.services.tokens import TokenService
-from server.storage.engine import count_statements, make_engine
+from server.storage.engine import count_statements, make_engine, reads_never_wait
 from server.storage.failures import make_ping, translate_db_error
 from server.storage.idempotency import SqlIdempotencyStore
 from server.storage.rate_limits import SqlCounterStore
@@ -149,18 +150,23 @@ def _dispatch_parts(settings: Settings, uow: SqlUnitOfWorkFactory) -> tuple[Targ
     return TargetService(uow, box, policy.check_url), connectors
 
 
-def build_grpc_server(app: App, *, shared_port: bool = False):
+def build_grpc_server(app: App, *, shared_port: bool = False) -> AsyncServer:
     """shared_port: several worker processes bind the same port (SO_REUSEPORT). Off otherwise, so a
     port already taken is an error instead of a silent split of the traffic."""
     settings = app.settings
-    server, grpc_health = build_server(
+    # Reads run on the event loop only where they cannot wait: SQLite's WAL readers never wait for
+    # a writer, while a PostgreSQL read is a network round trip (server/rpc/async_server.py).
+    local_reads = reads_never_wait(app.engine)
+    server = build_server(
         app.servicers(),
         app.interceptors(),
+        app.methods,
+        reads_inline=local_reads,
         max_workers=settings.grpc_max_workers,
         max_message_bytes=settings.max_body_bytes,
         reuse_port=shared_port,
+        # Inline reads must never wait for the pool: the loop thread keeps a connection of its own.
+        loop_thread_context=app.uow.keep_read_connection if local_reads else None,
     )
-    port = server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
-    if port == 0:
-        raise RuntimeError(f"cannot listen on {settings.grpc_host}:{settings.grpc_port}")
-    return server, grpc_health
+    server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
+    return server

@@ -35,13 +35,13 @@ def serve_process(settings: Settings, stop: threading.Event, *, shared_port: boo
     from server.bootstrap import build_app, build_grpc_server
 
     app = build_app(settings, metrics_registry=registry or CollectorRegistry())
-    server, grpc_health = build_grpc_server(app, shared_port=shared_port)
+    server = build_grpc_server(app, shared_port=shared_port)
     server.start()
     log.info("gRPC server listening", extra={"address": f"{settings.grpc_host}:{settings.grpc_port}"})
     stop.wait()
     # NOT_SERVING first, so health-checking proxies stop routing here; keep serving while they notice;
     # then refuse new calls and give in-flight ones the grace period.
-    grpc_health.enter_graceful_shutdown()
+    server.enter_graceful_shutdown()
     log.info(
         "draining",
         extra={
@@ -50,7 +50,7 @@ def serve_process(settings: Settings, stop: threading.Event, *, shared_port: boo
         },
     )
     time.sleep(settings.shutdown_drain_seconds)
-    server.stop(settings.shutdown_grace_seconds).wait()
+    server.stop(settings.shutdown_grace_seconds)
     app.close()
     log.info("stopped")
 

@@ -1,7 +1,9 @@
 """Per-call state shared by the interceptors and servicers of one call, held in a context variable.
 
-gRPC runs each call on one pool thread from start to end, so a ContextVar set by the outermost
-interceptor is visible to everything inside that call and to nothing else.
+Each call runs in a context of its own from start to end (grpc.aio gives every call its own task, and
+a call served on the pool runs there in a copy of that task's context: server/rpc/async_server.py),
+so a ContextVar set by the outermost interceptor is visible to everything inside that call and to
+nothing else.
 """
 
 from __future__ import annotations

@@ -1,22 +1,24 @@
-"""Builds the grpc.server: interceptors, servicers, the standard health service and reflection."""
+"""Builds the gRPC server: every method's intercepted behaviour, served by grpc.aio
+(server/rpc/async_server.py), plus the standard health service and reflection."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from reconrouter.bulk.v1 import bulk_pb2_grpc
 from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 from reconrouter.health.v1 import health_pb2_grpc as rest_health_pb2_grpc
 from reconrouter.meta.v1 import meta_pb2_grpc
 from reconrouter.targets.v1 import targets_pb2_grpc
 
-from server.rpc.bulk.handlers import InProcessHandlers
-from server.rpc.methods import service_names
+from server.rpc.async_server import AsyncServer, serve_behaviour
+from server.rpc.bulk.handlers import InProcessHandlers, intercepted_handlers
+from server.rpc.methods import MethodInfo, service_names
 from server.rpc.servicers.bulk import BulkServicer
 from server.rpc.servicers.exceptions import ExceptionsServicer
 from server.rpc.servicers.health import HealthServicer
@@ -38,33 +40,42 @@ class Servicers:
 def build_server(
     servicers: Servicers,
     interceptors: list[grpc.ServerInterceptor],
+    methods: Mapping[str, MethodInfo],
     *,
+    reads_inline: bool,
     max_workers: int,
     max_message_bytes: int,
     reuse_port: bool = False,
-) -> tuple[grpc.Server, health.HealthServicer]:
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=interceptors,
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes * 4),
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-            # Above Envoy's request header limit (60 KiB, then a JSON 431), so that Envoy is the one
-            # limit REST callers meet: with gRPC's default (16 KiB hard) a 20-60 KiB header passed
-            # Envoy and came back as a bare 429 RESOURCE_EXHAUSTED (docs/hardening.md).
-            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
-            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
-        ],
+    loop_thread_context: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> AsyncServer:
+    """reads_inline: serve the methods that change nothing (GET routes) on the event loop thread
+    rather than on the pool of `max_workers` threads (server/rpc/async_server.py says when)."""
+    pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+    handlers = {
+        method: grpc.unary_unary_rpc_method_handler(
+            serve_behaviour(
+                wrapped.unary_unary, inline=reads_inline and not methods[method].mutating, pool=pool
+            ),
+            request_deserializer=wrapped.request_deserializer,
+            response_serializer=wrapped.response_serializer,
+        )
+        for method, wrapped in intercepted_handlers(
+            lambda collector: add_servicers(servicers, collector), interceptors, methods
+        ).items()
+    }
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes * 4),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        # Above Envoy's request header limit (60 KiB, then a JSON 431), so that Envoy is the one
+        # limit REST callers meet: with gRPC's default (16 KiB hard) a 20-60 KiB header passed
+        # Envoy and came back as a bare 429 RESOURCE_EXHAUSTED (docs/hardening.md).
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+    ]
+    return AsyncServer(
+        handlers, service_names(), options=options, pool=pool, loop_thread_context=loop_thread_context
     )
-    add_servicers(servicers, server)
-    grpc_health = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(grpc_health, server)
-    names = [*service_names(), health.SERVICE_NAME, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
-    for name in ("", *service_names()):
-        grpc_health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, grpc_health
 
 
 def add_servicers(servicers: Servicers, server: grpc.Server) -> None:

@@ -81,6 +81,12 @@ def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def reads_never_wait(engine: Engine) -> bool:
+    """True when a read can wait on nothing but local memory and disk: SQLite files here are in WAL
+    mode, whose readers never wait for a writer. A PostgreSQL read is a network round trip."""
+    return is_sqlite(engine)
+
+
 def _use_wal(cursor: Any) -> None:
     """WAL: readers never block the writer nor the writer the readers. The mode is stored in the
     file, but switching a new file takes an exclusive lock and SQLite answers "database is locked"

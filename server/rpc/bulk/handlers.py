@@ -57,6 +57,23 @@ def intercepted(
     return handler
 
 
+def intercepted_handlers(
+    register: Callable[[HandlerCollector], None],
+    interceptors: list[grpc.ServerInterceptor],
+    methods: Iterable[str],
+) -> dict[str, grpc.RpcMethodHandler]:
+    """full method name -> its handler as registered by `register`, wrapped by `interceptors`."""
+    collector = HandlerCollector()
+    register(collector)
+    handlers = {}
+    for method in methods:
+        handler = collector.find(method)
+        wrapped = None if handler is None else intercepted(handler, interceptors, method)
+        if wrapped is not None:
+            handlers[method] = wrapped
+    return handlers
+
+
 class InProcessHandlers:
     """full method name -> intercepted unary behaviour."""
 
@@ -70,15 +87,8 @@ class InProcessHandlers:
         interceptors: list[grpc.ServerInterceptor],
         methods: Iterable[str],
     ) -> InProcessHandlers:
-        collector = HandlerCollector()
-        register(collector)
-        behaviours = {}
-        for method in methods:
-            handler = collector.find(method)
-            wrapped = None if handler is None else intercepted(handler, interceptors, method)
-            if wrapped is not None:
-                behaviours[method] = wrapped.unary_unary
-        return cls(behaviours)
+        handlers = intercepted_handlers(register, interceptors, methods)
+        return cls({method: handler.unary_unary for method, handler in handlers.items()})
 
     def get(self, method: str) -> Behavior | None:
         return self._behaviours.get(method)
