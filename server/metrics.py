@@ -20,6 +20,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry, pool_checked_out: Callable[[], int] = lambda: 0) -> None:
         self.registry = registry
         self._pool_checked_out = pool_checked_out
+        self._calls_by_outcome: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self.calls = Counter(
             "reconrouter_rpc_calls",
             "Finished calls by RPC and outcome code",
@@ -70,9 +71,14 @@ class Metrics:
         self.dispatch_items.labels(target, outcome).inc()
 
     def observe_call(self, rpc: str, code: str, reason: str, seconds: float, headers: dict[str, str]) -> None:
-        name = rpc.rsplit("/", 1)[-1]
-        self.calls.labels(name, code).inc()
-        self.latency.labels(name).observe(seconds)
+        calls = self._calls_by_outcome.get((rpc, code))
+        if calls is None:
+            # labels() parses and checks its arguments on every call; the children never change.
+            name = rpc.rsplit("/", 1)[-1]
+            calls = (self.calls.labels(name, code), self.latency.labels(name))
+            self._calls_by_outcome[rpc, code] = calls
+        calls[0].inc()
+        calls[1].observe(seconds)
         replayed = headers.get("x-idempotency-replayed")
         if replayed is not None:
             self.idempotency.labels("replayed" if replayed == "true" else "executed").inc()

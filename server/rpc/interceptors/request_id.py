@@ -55,8 +55,8 @@ class RequestIdInterceptor(UnaryInterceptor):
             raise
         finally:
             seconds = time.perf_counter() - state.started
-            # Each Envoy polls grpc.health.v1 every second: successful probes are not worth a line.
-            if state.info is not None or state.code != "OK":
+            # (grpc.health.v1, which each Envoy polls every second, does not pass here: no line.)
+            if access_log.isEnabledFor(logging.INFO):
                 self._log(state, seconds)
             if self._observe is not None:
                 self._observe(state.method, state.code, state.reason, seconds, state.response_headers)
