@@ -14,11 +14,17 @@ from server.domain.exceptions import NewException, ReconException, Severity, Sta
 from server.domain.history import HistoryEntry
 from server.services.exceptions import CallbackReport, ListRequest, Page
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value.astimezone(UTC))
-    return ts
+    # Timestamp.FromDatetime goes through a time tuple and calendar.timegm: 3x the cost of this
+    # exact arithmetic, and a page of 20 exceptions converts about a hundred of them. Aware
+    # datetimes only (the domain's are); year 1-9999 is also Timestamp's valid range.
+    delta = value - _EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000
+    )
 
 
 def _datetime(message, field: str) -> datetime | None:

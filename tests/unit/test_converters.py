@@ -83,3 +83,22 @@ def test_history_and_dispatch_to_proto():
     record = DispatchRecord("k", "t", "e1", TargetSystem.MANUAL, "OPS", NOW, "MANUAL-1", True, NOW)
     out = conv.dispatch_to_proto(record)
     assert (out.target_system, out.external_reference, out.acknowledged) == ("MANUAL", "MANUAL-1", True)
+
+
+def test_timestamps_match_protobufs_own_conversion_at_the_edges():
+    from datetime import timezone
+
+    from google.protobuf import timestamp_pb2
+
+    cases = [
+        NOW,
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),  # negative seconds, positive nanos
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 29, 1, 30, 0, 1, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+    ]
+    for value in cases:
+        expected = timestamp_pb2.Timestamp()
+        expected.FromDatetime(value.astimezone(UTC))
+        assert conv._timestamp(value) == expected, value
