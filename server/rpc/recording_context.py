@@ -54,6 +54,7 @@ class RecordingContext(grpc.ServicerContext):
     # -- the rest of grpc.ServicerContext: nothing here uses them, but the interface is whole ---
 
     def cancel(self) -> None:
+        self.code, self.details = grpc.StatusCode.CANCELLED, "cancelled"
         raise CallAborted("cancelled")
 
     def add_callback(self, callback) -> bool:

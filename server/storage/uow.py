@@ -107,7 +107,14 @@ class SqlUnitOfWork:
         if self._parent is not None:
             return  # joined: the outer unit of work commits or rolls back
         if self._kept is not None:
-            return  # no transaction to end, and the connection stays with its thread
+            # Nothing to end at the database (autocommit_reads); end SQLAlchemy's bookkeeping of the
+            # transaction it began at a first Core statement, and keep the connection for the thread.
+            if self.connection.in_transaction():
+                if exc_type is None:
+                    self.connection.commit()
+                else:
+                    self.connection.rollback()
+            return
         try:
             # The connection's transaction: begun in __enter__, or at the first statement when lazy
             # (none at all if nothing ran; then these do nothing).

@@ -1,5 +1,6 @@
-"""The server's method handlers, wrapped by the same interceptors as on the wire, for in-process
-calls: resolved once at start-up, so a sub-request costs a function call, not a network round trip.
+"""The server's method handlers wrapped by its interceptors, resolved once at start-up: the wire
+server serves them (server/rpc/server.py), and /v1/bulk calls them in process, so a sub-request
+costs a function call, not a network round trip.
 """
 
 from __future__ import annotations

@@ -274,6 +274,7 @@ def test_a_kept_read_connection_serves_this_threads_reads_only(uow, engine):
             assert second.connection is kept
             assert second.tokens.count() == 1  # no snapshot kept between reads either
             assert engine.pool.checkedout() == before + 1
+        assert not kept.in_transaction()  # SQLAlchemy's autobegun bookkeeping ended with the block
         with uow.outer(write=True), uow(write=False) as joined:
             assert joined.connection is not kept
         elsewhere: list[object] = []
