@@ -17,6 +17,10 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 # Every statement waits this long for SQLite's single writer lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# libpq waits for a connection as long as TCP does: minutes when a network drops packets, with a
+# pool thread held (and the caller waiting) all along. Unreachable is a 503 within this instead.
+# `?connect_timeout=N` in DATABASE_URL wins.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 
 
 def _json_default(value: Any) -> Any:
@@ -39,9 +43,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     pool = {"pool_size": pool_size, "max_overflow": max(2, pool_size // 2)}
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, pool)
+    given = "connect_timeout" in parsed.query
     return sa.create_engine(
         parsed,
         **pool,
+        connect_args={} if given else {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
         pool_pre_ping=True,  # a replica outlives database restarts and failovers
         pool_recycle=1800,
         json_serializer=_json_dumps,
