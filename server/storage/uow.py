@@ -50,12 +50,12 @@ class SqlUnitOfWork:
         kept: Connection | None = None,
     ) -> None:
         self._engine = engine
-        # A read of its own on a thread that keeps a connection (SqlUnitOfWorkFactory.keep_read_connection).
-        self._kept = kept if not write and not lazy and parent is None else None
         self.write = write
         self._parent = parent
         # lazy: BEGIN at the first statement instead of at __enter__ (see SqlUnitOfWorkFactory.outer).
         self._lazy = lazy
+        # A read of its own on a thread that keeps a connection (SqlUnitOfWorkFactory.keep_read_connection).
+        self._kept = kept if self.autocommit else None
         self._transaction: RootTransaction | None = None
         self._thread = threading.get_ident()
         # Set by __enter__.
