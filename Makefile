@@ -19,7 +19,7 @@ venv: $(VENV)/.installed
 
 # Messages, stubs, .pyi and the descriptor set Envoy loads. Only this target writes gen/.
 gen: $(VENV)/.installed
-	$(PY) -m server.tools.codegen $(PROTO_FILES)
+	$(PY) -m server.codegen $(PROTO_FILES)
 
 # Fails when gen/ is not what a fresh `make gen` produces.
 gen-check: gen

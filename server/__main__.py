@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     configure(settings.log_level)
     try:
         if args.command == "serve":
-            from server.serving import serve
+            from server.process.serve import serve
 
             serve(settings)
         elif args.command == "migrate":
@@ -96,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "purge":
             _purge(settings)
         elif args.command == "run":
-            from server.local_run import run
-            from server.serving import serve
+            from server.process.local_run import run
+            from server.process.serve import serve
 
             run(settings, _migrate, serve)
         elif args.command == "cluster":
-            from server.local_run import run_cluster
+            from server.process.local_run import run_cluster
 
             run_cluster(settings, args.replicas, _migrate)
         else:

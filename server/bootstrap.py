@@ -8,28 +8,33 @@ from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry
+from reconrouter.bulk.v1 import bulk_pb2_grpc
+from reconrouter.exceptions.v1 import exceptions_pb2_grpc
+from reconrouter.health.v1 import health_pb2_grpc
+from reconrouter.meta.v1 import meta_pb2_grpc
+from reconrouter.targets.v1 import targets_pb2_grpc
 from sqlalchemy import Engine
 
+from server.bulk.isolation import savepoint_per_request
+from server.bulk.runner import BulkLimits, BulkRunner
+from server.bulk.servicer import BulkServicer
 from server.config import Settings
 from server.connectors.http import HttpSettings
 from server.connectors.registry import ConnectorRegistry
 from server.connectors.resilience import RetryPolicy
 from server.connectors.ssrf import AddressPolicy
+from server.contract.methods import MethodInfo, load_methods
+from server.contract.routes import RouteTable
 from server.domain.idempotency import Policy
 from server.metrics import Metrics
 from server.rpc.async_server import AsyncServer
-from server.rpc.bulk.isolation import savepoint_per_request
-from server.rpc.bulk.runner import BulkLimits, BulkRunner
 from server.rpc.interceptors.auth import AuthInterceptor
 from server.rpc.interceptors.errors import ErrorInterceptor
 from server.rpc.interceptors.idempotency import IdempotencyInterceptor
 from server.rpc.interceptors.rate_limit import RateLimitInterceptor
 from server.rpc.interceptors.request_guard import RequestGuardInterceptor
 from server.rpc.interceptors.request_id import RequestIdInterceptor
-from server.rpc.methods import MethodInfo, load_methods
-from server.rpc.routes import RouteTable
-from server.rpc.server import Servicers, bind_in_process, build_server
-from server.rpc.servicers.bulk import BulkServicer
+from server.rpc.server import Servicers, build_server, in_process_handlers
 from server.rpc.servicers.exceptions import ExceptionsServicer
 from server.rpc.servicers.health import HealthServicer
 from server.rpc.servicers.meta import MetaServicer, read_openapi_document
@@ -64,15 +69,20 @@ class App:
     metrics: Metrics | None = None
 
     def servicers(self) -> Servicers:
-        servicers = Servicers(
-            exceptions=ExceptionsServicer(self.exceptions, self.dispatch),
-            health=HealthServicer(make_ping(self.engine)),
-            targets=TargetsServicer(self.targets),
-            bulk=BulkServicer(self._bulk_runner()),
-            meta=MetaServicer(read_openapi_document()),
+        servicers = Servicers()
+        servicers.add(
+            ExceptionsServicer(self.exceptions, self.dispatch),
+            exceptions_pb2_grpc.add_ExceptionsServiceServicer_to_server,
         )
+        servicers.add(
+            HealthServicer(make_ping(self.engine)), health_pb2_grpc.add_HealthServiceServicer_to_server
+        )
+        servicers.add(TargetsServicer(self.targets), targets_pb2_grpc.add_TargetsServiceServicer_to_server)
+        servicers.add(MetaServicer(read_openapi_document()), meta_pb2_grpc.add_MetaServiceServicer_to_server)
+        bulk = BulkServicer(self._bulk_runner())
+        servicers.add(bulk, bulk_pb2_grpc.add_BulkServiceServicer_to_server)
         # /v1/bulk calls every other servicer through this same interceptor chain, in process.
-        bind_in_process(servicers, self.interceptors(), self.methods)
+        bulk.runner.bind(in_process_handlers(servicers, self.interceptors(), self.methods))
         return servicers
 
     def _bulk_runner(self) -> BulkRunner:

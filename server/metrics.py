@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from server.contract.http import IDEMPOTENCY_REPLAYED
+
 # Latency buckets in seconds, from a cached read to a slow bulk dispatch.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _IDEMPOTENCY_REASONS = {
@@ -79,7 +81,7 @@ class Metrics:
             self._calls_by_outcome[rpc, code] = calls
         calls[0].inc()
         calls[1].observe(seconds)
-        replayed = headers.get("x-idempotency-replayed")
+        replayed = headers.get(IDEMPOTENCY_REPLAYED)
         if replayed is not None:
             self.idempotency.labels("replayed" if replayed == "true" else "executed").inc()
         elif reason in _IDEMPOTENCY_REASONS:

@@ -189,7 +189,7 @@ def interceptor_cpu(iterations: int) -> dict[str, Any]:
     from server.domain.auth import Principal
     from server.rpc import call_state
     from server.rpc.interceptors.idempotency import IdempotencyInterceptor
-    from server.rpc.methods import load_methods
+    from server.contract.methods import load_methods
 
     methods = load_methods()
     interceptor = IdempotencyInterceptor(methods, _UnusedStore())  # type: ignore[arg-type]

@@ -16,9 +16,10 @@ from typing import Any, Protocol
 
 from server.domain.errors import Conflict, FailedPrecondition, FieldViolation, InvalidArgument
 
+# The field an invalid key's error names (the header; Idempotency-Key is read when it is absent).
 KEY_HEADER = "X-Idempotency-Key"
-ALTERNATIVE_KEY_HEADER = "Idempotency-Key"
-_KEY = re.compile(r"[A-Za-z0-9:_-]{1,255}")
+KEY_PATTERN = r"[A-Za-z0-9:_-]{1,255}"
+_KEY = re.compile(KEY_PATTERN)
 
 
 class KeyState(enum.Enum):

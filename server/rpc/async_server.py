@@ -31,7 +31,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server.rpc.bulk.handlers import Behavior
+from server.rpc.handlers import Behavior
 from server.rpc.recording_context import CallAborted, RecordingContext
 
 
@@ -107,7 +107,7 @@ class _MethodTable(grpc.GenericRpcHandler):
 
 class AsyncServer:
     """A grpc.aio server on an event loop of its own thread, driven from synchronous code
-    (server/serving.py): start(), enter_graceful_shutdown(), stop(grace)."""
+    (server/process/serve.py): start(), enter_graceful_shutdown(), stop(grace)."""
 
     def __init__(
         self,

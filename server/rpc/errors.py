@@ -8,33 +8,36 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from server.contract.http import HTTP_OF_GRPC, HTTP_STATUS_TRAILER, REQUEST_ID, RETRY_AFTER
 from server.domain.errors import DomainError, ErrorKind
 
 ERROR_DOMAIN = "reconrouter"
-# Envoy's gRPC->HTTP table has no 422 or 502; the server names the HTTP status in this trailer and
-# Envoy's Lua filter turns it into :status (see envoy/README.md).
-HTTP_STATUS_TRAILER = "x-http-status"
 
-_MAPPING: dict[ErrorKind, tuple[grpc.StatusCode, int]] = {
-    ErrorKind.INVALID_ARGUMENT: (grpc.StatusCode.INVALID_ARGUMENT, 400),
-    ErrorKind.UNAUTHENTICATED: (grpc.StatusCode.UNAUTHENTICATED, 401),
-    ErrorKind.PERMISSION_DENIED: (grpc.StatusCode.PERMISSION_DENIED, 403),
-    ErrorKind.NOT_FOUND: (grpc.StatusCode.NOT_FOUND, 404),
-    ErrorKind.CONFLICT: (grpc.StatusCode.ABORTED, 409),
-    ErrorKind.FAILED_PRECONDITION: (grpc.StatusCode.FAILED_PRECONDITION, 422),
-    ErrorKind.RATE_LIMITED: (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
-    ErrorKind.TARGET_UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, 502),
-    ErrorKind.UNAVAILABLE: (grpc.StatusCode.UNAVAILABLE, 503),
-    ErrorKind.INTERNAL: (grpc.StatusCode.INTERNAL, 500),
+_GRPC_CODE: dict[ErrorKind, grpc.StatusCode] = {
+    ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorKind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.CONFLICT: grpc.StatusCode.ABORTED,
+    ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorKind.RATE_LIMITED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.TARGET_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+# Where API.md §2 wants another HTTP status than Envoy's table gives the gRPC code (400, 503).
+_HTTP_OVERRIDE: dict[ErrorKind, int] = {
+    ErrorKind.FAILED_PRECONDITION: 422,
+    ErrorKind.TARGET_UNAVAILABLE: 502,
 }
 
 
 def grpc_code(kind: ErrorKind) -> grpc.StatusCode:
-    return _MAPPING[kind][0]
+    return _GRPC_CODE[kind]
 
 
 def http_status(kind: ErrorKind) -> int:
-    return _MAPPING[kind][1]
+    return _HTTP_OVERRIDE.get(kind) or HTTP_OF_GRPC[_GRPC_CODE[kind]]
 
 
 class _Status(collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status):
@@ -75,7 +78,7 @@ def to_grpc_status(error: DomainError, request_id: str) -> grpc.Status:
         (HTTP_STATUS_TRAILER, str(http_status(error.kind))),
     ]
     if request_id:
-        trailers.append(("x-request-id", request_id))
+        trailers.append((REQUEST_ID, request_id))
     if error.retry_after_seconds is not None:
-        trailers.append(("retry-after", str(error.retry_after_seconds)))
+        trailers.append((RETRY_AFTER, str(error.retry_after_seconds)))
     return _Status(grpc_code(error.kind), error.message, tuple(trailers))

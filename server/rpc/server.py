@@ -6,35 +6,35 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from reconrouter.bulk.v1 import bulk_pb2_grpc
-from reconrouter.exceptions.v1 import exceptions_pb2_grpc
-from reconrouter.health.v1 import health_pb2_grpc as rest_health_pb2_grpc
-from reconrouter.meta.v1 import meta_pb2_grpc
-from reconrouter.targets.v1 import targets_pb2_grpc
 
+from server.contract.methods import MethodInfo, service_names
 from server.rpc.async_server import AsyncServer, serve_behaviour
-from server.rpc.bulk.handlers import InProcessHandlers, intercepted_handlers
-from server.rpc.methods import MethodInfo, service_names
-from server.rpc.servicers.bulk import BulkServicer
-from server.rpc.servicers.exceptions import ExceptionsServicer
-from server.rpc.servicers.health import HealthServicer
-from server.rpc.servicers.meta import MetaServicer
-from server.rpc.servicers.targets import TargetsServicer
+from server.rpc.handlers import InProcessHandlers, intercepted_handlers
 
 MAX_METADATA_BYTES = 128 * 1024
 
 
+# A generated add_*Servicer_to_server function: (servicer, server) -> None.
+AddToServer = Callable[[Any, Any], None]
+
+
 @dataclass
 class Servicers:
-    exceptions: ExceptionsServicer
-    health: HealthServicer
-    targets: TargetsServicer
-    bulk: BulkServicer
-    meta: MetaServicer  # GET /openapi.json
+    """Every servicer the server serves, each with the generated function that registers it. The
+    composition root (server/bootstrap.py) fills it; nothing here knows which features exist."""
+
+    registrations: list[tuple[Any, AddToServer]] = field(default_factory=list)
+
+    def add(self, servicer: Any, add_to_server: AddToServer) -> None:
+        self.registrations.append((servicer, add_to_server))
+
+    def add_to(self, server: Any) -> None:
+        for servicer, add_to_server in self.registrations:
+            add_to_server(servicer, server)
 
 
 def build_server(
@@ -59,9 +59,7 @@ def build_server(
             request_deserializer=wrapped.request_deserializer,
             response_serializer=wrapped.response_serializer,
         )
-        for method, wrapped in intercepted_handlers(
-            lambda collector: add_servicers(servicers, collector), interceptors, methods
-        ).items()
+        for method, wrapped in intercepted_handlers(servicers.add_to, interceptors, methods).items()
     }
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -78,21 +76,14 @@ def build_server(
     )
 
 
-def add_servicers(servicers: Servicers, server: grpc.Server) -> None:
+def add_servicers(servicers: Servicers, server: Any) -> None:
     """(servicer, server) like grpc's own add_*_to_server; pytest-grpc's fixtures call it too."""
-    exceptions_pb2_grpc.add_ExceptionsServiceServicer_to_server(servicers.exceptions, server)
-    rest_health_pb2_grpc.add_HealthServiceServicer_to_server(servicers.health, server)
-    targets_pb2_grpc.add_TargetsServiceServicer_to_server(servicers.targets, server)
-    bulk_pb2_grpc.add_BulkServiceServicer_to_server(servicers.bulk, server)
-    meta_pb2_grpc.add_MetaServiceServicer_to_server(servicers.meta, server)
+    servicers.add_to(server)
 
 
-def bind_in_process(
+def in_process_handlers(
     servicers: Servicers, interceptors: list[grpc.ServerInterceptor], methods: Iterable[str]
-) -> None:
-    """Gives /v1/bulk the method handlers that add_servicers registers, wrapped by `interceptors`
-    (the server's chain) exactly as grpc wraps them per call; resolved once, here."""
-    handlers = InProcessHandlers.collect(
-        lambda collector: add_servicers(servicers, collector), interceptors, methods
-    )
-    servicers.bulk.runner.bind(handlers)
+) -> InProcessHandlers:
+    """The method handlers the server serves, wrapped by `interceptors` (the server's chain) exactly as
+    grpc wraps them per call, callable in process; resolved once, here."""
+    return InProcessHandlers.collect(servicers.add_to, interceptors, methods)

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from server.rpc.methods import load_methods
-from server.rpc.routes import RouteTable
+from server.contract.methods import load_methods
+from server.contract.routes import RouteTable
 from server.storage.engine import make_engine
 from server.storage.tables import exceptions as exceptions_table
 from tests.hardening.tcp_proxy import TcpProxy

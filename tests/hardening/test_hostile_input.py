@@ -16,9 +16,9 @@ import httpx
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
+from server.contract.methods import load_methods
+from server.contract.routes import Route, RouteTable
 from server.domain.auth import SCOPES
-from server.rpc.methods import load_methods
-from server.rpc.routes import Route, RouteTable
 from server.services.tokens import TokenService
 from server.storage.engine import make_engine
 from server.storage.uow import SqlUnitOfWorkFactory

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from openapi_spec_validator import validate
 
-from server.rpc.methods import load_methods
-from server.rpc.routes import RouteTable
-from server.tools import openapi
+from server.codegen import openapi
+from server.contract.methods import load_methods
+from server.contract.routes import RouteTable
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT_PATH = ROOT / "gen" / "openapi.json"

@@ -1,6 +1,6 @@
 """Hypothesis properties of three pieces that every request leans on: the idempotency fingerprint
 (server/domain/idempotency.py + the interceptor's deterministic serialization), the REST route table
-(server/rpc/routes.py) and list cursors (server/domain/paging.py). HYPOTHESIS_EXAMPLES (default 200)
+(server/contract/routes.py) and list cursors (server/domain/paging.py). HYPOTHESIS_EXAMPLES (default 200)
 sets the examples per property; `make fuzz` raises it."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 
+from server.contract.methods import load_methods
+from server.contract.routes import RouteTable, normalize_path
 from server.domain.errors import InvalidArgument
 from server.domain.idempotency import fingerprint, parse_key
 from server.domain.paging import PageAfter, decode_cursor, encode_cursor, parse_sort_value
-from server.rpc.methods import load_methods
-from server.rpc.routes import RouteTable, normalize_path
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "200"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""The security sweep, generated from the route table (server/rpc/routes.py, i.e. the google.api.http
+"""The security sweep, generated from the route table (server/contract/routes.py, i.e. the google.api.http
 annotations Envoy loads): every REST route x {no token, malformed tokens, a revoked token, a token
 without the route's scope, another tenant's ids} over REST through Envoy, and the same scope check for
 every route as a /v1/bulk sub-request. A new route is swept as soon as it is annotated; a route whose
@@ -18,9 +18,9 @@ import httpx
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
+from server.contract.methods import load_methods
+from server.contract.routes import Route, RouteTable
 from server.domain.auth import SCOPES
-from server.rpc.methods import load_methods
-from server.rpc.routes import Route, RouteTable
 from server.services.tokens import TokenService
 from server.storage.engine import make_engine
 from server.storage.uow import SqlUnitOfWorkFactory

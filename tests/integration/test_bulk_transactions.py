@@ -8,14 +8,14 @@ import grpc
 from google.protobuf import json_format
 from reconrouter.bulk.v1 import bulk_pb2
 
+from server.bulk.isolation import savepoint_per_request
+from server.bulk.runner import BulkLimits, BulkRunner, OuterCall
+from server.contract.routes import RouteTable
 from server.domain.auth import SCOPES
 from server.domain.errors import FailedPrecondition
 from server.domain.exceptions import NewException
 from server.rpc import call_state
-from server.rpc.bulk.handlers import HandlerCollector, InProcessHandlers, intercepted
-from server.rpc.bulk.isolation import savepoint_per_request
-from server.rpc.bulk.runner import BulkLimits, BulkRunner, OuterCall
-from server.rpc.routes import RouteTable
+from server.rpc.handlers import HandlerCollector, InProcessHandlers, intercepted
 from server.rpc.server import add_servicers
 from server.services.exceptions import ListRequest
 

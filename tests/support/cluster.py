@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from server import envoy_proxy
+from server.process import envoy as envoy_proxy
 from tests.support.stack import Stack, _stop, free_port
 
 

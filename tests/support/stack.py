@@ -26,7 +26,7 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server import envoy_proxy
+from server.process import envoy as envoy_proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 STOP_GRACE_SECONDS = 5.0

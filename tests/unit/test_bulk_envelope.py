@@ -4,10 +4,10 @@ import pytest
 from google.protobuf import json_format
 from reconrouter.bulk.v1 import bulk_pb2
 
+from server.bulk.envelope import plan_batch
+from server.contract.methods import load_methods
+from server.contract.routes import RouteTable
 from server.domain.errors import InvalidArgument
-from server.rpc.bulk.envelope import plan_batch
-from server.rpc.methods import load_methods
-from server.rpc.routes import RouteTable
 
 TABLE = RouteTable(load_methods())
 

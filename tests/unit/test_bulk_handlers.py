@@ -3,15 +3,20 @@ it, and the auth rule for sub-request contexts and token_required RPCs."""
 
 import grpc
 import pytest
+from reconrouter.bulk.v1 import bulk_pb2_grpc
+from reconrouter.exceptions.v1 import exceptions_pb2_grpc
+from reconrouter.health.v1 import health_pb2_grpc
+from reconrouter.meta.v1 import meta_pb2_grpc
+from reconrouter.targets.v1 import targets_pb2_grpc
 
+from server.bulk.context import SubRequestContext
+from server.contract.methods import load_methods
 from server.domain.auth import Principal
 from server.domain.errors import PermissionDenied, Unauthenticated
 from server.rpc import call_state
-from server.rpc.bulk.context import SubRequestContext
-from server.rpc.bulk.handlers import HandlerCollector, InProcessHandlers
+from server.rpc.handlers import HandlerCollector, InProcessHandlers
 from server.rpc.interceptors.auth import AuthInterceptor
 from server.rpc.interceptors.base import UnaryInterceptor
-from server.rpc.methods import load_methods
 from server.rpc.recording_context import CallAborted
 from server.rpc.server import Servicers, add_servicers
 from tests.unit.fake_grpc import FakeContext
@@ -19,6 +24,13 @@ from tests.unit.fake_grpc import FakeContext
 METHODS = load_methods()
 BATCH = "/reconrouter.bulk.v1.BulkService/BatchJson"
 CREATE = "/reconrouter.exceptions.v1.ExceptionsService/CreateException"
+GENERATED_ADD_FUNCTIONS = (
+    exceptions_pb2_grpc.add_ExceptionsServiceServicer_to_server,
+    health_pb2_grpc.add_HealthServiceServicer_to_server,
+    targets_pb2_grpc.add_TargetsServiceServicer_to_server,
+    bulk_pb2_grpc.add_BulkServiceServicer_to_server,
+    meta_pb2_grpc.add_MetaServiceServicer_to_server,
+)
 PRINCIPAL = Principal("t", "tok", frozenset({"exceptions:read"}))
 
 
@@ -39,7 +51,9 @@ class Anything:
 
 
 def test_every_rpc_add_servicers_registers_is_resolved_and_wrapped_outermost_first():
-    servicers = Servicers(**{f: Anything() for f in Servicers.__dataclass_fields__})
+    servicers = Servicers()
+    for add_to_server in GENERATED_ADD_FUNCTIONS:
+        servicers.add(Anything(), add_to_server)
     log: list[str] = []
     interceptors = [Recording("outer", log), Recording("inner", log)]
     handlers = InProcessHandlers.collect(lambda c: add_servicers(servicers, c), interceptors, METHODS)
@@ -59,7 +73,7 @@ def test_generic_handlers_are_found_too():
 
 
 def authorize(method, context):
-    state = call_state.CallState("rid", method, METHODS.get(method))
+    state = call_state.new_call("rid", method, METHODS.get(method))
     token = call_state.enter(state)
     try:
         AuthInterceptor(METHODS, authenticate).around(method, None, context, lambda r, c: "ran")
@@ -74,11 +88,15 @@ def authenticate(token):
     return Principal("t", "tok", frozenset())
 
 
-def test_a_sub_request_context_carries_the_caller_and_its_authorization_header_is_not_read():
-    context = SubRequestContext([("authorization", "Bearer forged")], PRINCIPAL, None)
-    assert authorize("/reconrouter.exceptions.v1.ExceptionsService/GetException", context) is PRINCIPAL
-    with pytest.raises(PermissionDenied):
-        authorize(CREATE, context)  # the inherited caller still needs the scope
+def test_a_nested_call_runs_as_its_caller_and_its_authorization_header_is_not_read():
+    context = SubRequestContext([("authorization", "Bearer forged")], None)
+    with call_state.nested_calls_as(PRINCIPAL):
+        assert authorize("/reconrouter.exceptions.v1.ExceptionsService/GetException", context) is PRINCIPAL
+        with pytest.raises(PermissionDenied):
+            authorize(CREATE, context)  # the inherited caller still needs the scope
+    # Outside the block the same context is a call like any other: its header is the token.
+    with pytest.raises(Unauthenticated):
+        authorize("/reconrouter.exceptions.v1.ExceptionsService/GetException", context)
 
 
 def test_token_required_rpcs_need_a_valid_token_and_no_scope():
@@ -93,7 +111,7 @@ def test_token_required_rpcs_need_a_valid_token_and_no_scope():
 
 
 def test_the_context_records_what_the_chain_sends():
-    context = SubRequestContext([("x-request-id", "r")], PRINCIPAL, deadline=None)
+    context = SubRequestContext([("x-request-id", "r")], deadline=None)
     context.send_initial_metadata([("x-request-id", "r")])
     with pytest.raises(RuntimeError):
         context.send_initial_metadata([("again", "1")])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.rpc.bulk import references as refs
+from server.bulk import references as refs
 
 CONTENTS = {"id": "e/1", "items": [{"id": "a"}, {"id": "b"}], "n": 3, "ok": True, "obj": {"k": "v"}}
 

@@ -10,16 +10,16 @@ from google.protobuf import json_format
 from reconrouter.bulk.v1 import bulk_pb2
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 
+from server.bulk.runner import BulkLimits, BulkRunner, OuterCall
+from server.contract.methods import load_methods
+from server.contract.routes import RouteTable
 from server.domain.auth import Principal
 from server.domain.errors import FailedPrecondition, NotFound
 from server.rpc import call_state
-from server.rpc.bulk.handlers import InProcessHandlers, intercepted
-from server.rpc.bulk.runner import BulkLimits, BulkRunner, OuterCall
+from server.rpc.handlers import InProcessHandlers, intercepted
 from server.rpc.interceptors.auth import AuthInterceptor
 from server.rpc.interceptors.errors import ErrorInterceptor
 from server.rpc.interceptors.request_id import RequestIdInterceptor
-from server.rpc.methods import load_methods
-from server.rpc.routes import RouteTable
 
 METHODS = load_methods()
 SERVICE = "/reconrouter.exceptions.v1.ExceptionsService/"

@@ -7,7 +7,7 @@ from google.protobuf import any_pb2, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 
-from server.rpc.bulk.transcode import (
+from server.bulk.transcode import (
     TranscodeError,
     build_request,
     local_reply_json,
@@ -15,8 +15,8 @@ from server.rpc.bulk.transcode import (
     parse_query,
     status_json,
 )
-from server.rpc.methods import load_methods
-from server.rpc.routes import RouteTable
+from server.contract.methods import load_methods
+from server.contract.routes import RouteTable
 
 TABLE = RouteTable(load_methods())
 STATUS_TYPE = "type.googleapis.com/reconrouter.exceptions.v1.ExceptionStatus"

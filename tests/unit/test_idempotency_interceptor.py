@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 
+from server.contract.methods import load_methods
 from server.domain.auth import SCOPES, Principal
 from server.domain.errors import FailedPrecondition, Unauthenticated
 from server.domain.idempotency import KeyScope, Policy, fingerprint
@@ -18,7 +19,6 @@ from server.rpc.interceptors.auth import AuthInterceptor
 from server.rpc.interceptors.errors import ErrorInterceptor
 from server.rpc.interceptors.idempotency import IdempotencyInterceptor
 from server.rpc.interceptors.request_id import RequestIdInterceptor
-from server.rpc.methods import load_methods
 from server.storage.engine import make_engine
 from server.storage.idempotency import SqlIdempotencyStore
 from server.storage.migrate import upgrade

@@ -5,13 +5,13 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
+from server.contract.methods import load_methods
 from server.domain.auth import Principal
 from server.domain.errors import FailedPrecondition, InvalidArgument, Unauthenticated, Unavailable
 from server.rpc import call_state
 from server.rpc.interceptors.auth import AuthInterceptor
 from server.rpc.interceptors.errors import ErrorInterceptor
 from server.rpc.interceptors.request_id import RequestIdInterceptor
-from server.rpc.methods import load_methods
 from tests.unit.fake_grpc import Aborted, run_through
 
 METHODS = load_methods()

@@ -1,12 +1,12 @@
-"""The /v1/bulk route table (server/rpc/routes.py) against every annotated RPC of the contract, and
+"""The /v1/bulk route table (server/contract/routes.py) against every annotated RPC of the contract, and
 the template and precedence rules it shares with Envoy's path matcher."""
 
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
-from server.rpc.bulk.transcode import build_request
-from server.rpc.methods import HttpBinding, MethodInfo, load_methods
-from server.rpc.routes import RouteTable, TemplateError, normalize_path, parse_template, unescape
+from server.bulk.transcode import build_request
+from server.contract.methods import HttpBinding, MethodInfo, load_methods
+from server.contract.routes import RouteTable, TemplateError, normalize_path, parse_template, unescape
 
 METHODS = load_methods()
 TABLE = RouteTable(METHODS)

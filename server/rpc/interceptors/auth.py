@@ -7,13 +7,13 @@ from typing import Any
 
 import grpc
 
+from server.contract.http import AUTHORIZATION
+from server.contract.methods import MethodInfo
 from server.domain.auth import Principal
 from server.domain.errors import PermissionDenied, Unauthenticated
 from server.rpc import call_state
-from server.rpc.bulk.context import SubRequestContext
 from server.rpc.interceptors.base import Behavior, UnaryInterceptor
 from server.rpc.metadata import metadata_value
-from server.rpc.methods import MethodInfo
 
 
 def bearer_token(header: str | None) -> str:
@@ -35,16 +35,14 @@ class AuthInterceptor(UnaryInterceptor):
         if info is None or info.public:
             # Public: the REST health check, plus grpc.health.v1 (not part of this table).
             return proceed(request, context)
-        principal = self._principal(context)
-        call_state.current().principal = principal
+        state = call_state.current()
+        # A call the server makes in process (a /v1/bulk sub-request) starts with its caller on its
+        # call state (call_state.nested_calls_as): whatever headers it carries, it runs as that one.
+        principal = state.principal or self._authenticate(
+            bearer_token(metadata_value(context, AUTHORIZATION))
+        )
+        state.principal = principal
         # token_required RPCs (POST /v1/bulk) have no scope of their own: they check each piece.
         if info.required_scope and not principal.has_scope(info.required_scope):
             raise PermissionDenied(f"the token lacks the {info.required_scope} scope")
         return proceed(request, context)
-
-    def _principal(self, context: grpc.ServicerContext) -> Principal:
-        if isinstance(context, SubRequestContext):
-            # A /v1/bulk sub-request runs as the outer call's caller, whatever headers it carries;
-            # only the server builds this context, so no caller can forge it.
-            return context.principal
-        return self._authenticate(bearer_token(metadata_value(context, "authorization")))

@@ -16,18 +16,15 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from server.contract.http import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_ALTERNATIVE, IDEMPOTENCY_REPLAYED
+from server.contract.methods import MethodInfo
 from server.domain.idempotency import Claim, KeyScope, KeyStore, StoredResponse, fingerprint, parse_key
 from server.rpc import call_state
 from server.rpc.interceptors.base import Behavior, UnaryInterceptor
 from server.rpc.metadata import metadata_value
-from server.rpc.methods import MethodInfo
 from server.services.clock import utc_now
 
 log = logging.getLogger("reconrouter.idempotency")
-
-KEY_METADATA = "x-idempotency-key"
-ALTERNATIVE_KEY_METADATA = "idempotency-key"
-REPLAYED_HEADER = "x-idempotency-replayed"
 
 
 class IdempotencyInterceptor(UnaryInterceptor):
@@ -49,8 +46,8 @@ class IdempotencyInterceptor(UnaryInterceptor):
         if state.principal is None:
             return proceed(request, context)  # public RPCs: no tenant to scope a key by
         key = parse_key(
-            metadata_value(context, KEY_METADATA),
-            metadata_value(context, ALTERNATIVE_KEY_METADATA),
+            metadata_value(context, IDEMPOTENCY_KEY),
+            metadata_value(context, IDEMPOTENCY_KEY_ALTERNATIVE),
             required=info.idempotency_key_required,
         )
         if key is None:
@@ -63,10 +60,10 @@ class IdempotencyInterceptor(UnaryInterceptor):
         headers = state.response_headers
         if isinstance(outcome, StoredResponse):
             response = _replay(info, outcome)
-            headers[REPLAYED_HEADER] = "true"
+            headers[IDEMPOTENCY_REPLAYED] = "true"
             return response
         response = self._run_once(outcome, request, context, proceed)
-        headers[REPLAYED_HEADER] = "false"
+        headers[IDEMPOTENCY_REPLAYED] = "false"
         return response
 
     def _run_once(self, claim: Claim, request: Any, context: grpc.ServicerContext, proceed: Behavior) -> Any:

@@ -11,9 +11,9 @@ from typing import Any
 
 import grpc
 
+from server.contract.methods import MethodInfo
 from server.rpc import call_state
 from server.rpc.interceptors.base import Behavior, UnaryInterceptor
-from server.rpc.methods import MethodInfo
 
 
 class RateLimitInterceptor(UnaryInterceptor):

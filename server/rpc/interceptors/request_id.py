@@ -12,10 +12,11 @@ from typing import Any
 
 import grpc
 
+from server.contract.http import REQUEST_ID
+from server.contract.methods import MethodInfo
 from server.rpc import call_state
 from server.rpc.interceptors.base import Behavior, UnaryInterceptor
 from server.rpc.metadata import metadata_value
-from server.rpc.methods import MethodInfo
 
 # Envoy echoes the caller's id to the caller as it is, so the server keeps the same one whenever it
 # is printable (logs are JSON, so nothing in it can forge a line); only control characters or an
@@ -28,7 +29,7 @@ CallObserver = Callable[[str, str, str, float, dict[str, str]], None]
 
 def request_id_from(context: grpc.ServicerContext) -> str:
     """The caller's id when it is sane (it is echoed into headers and logs), else a fresh one."""
-    given = metadata_value(context, "x-request-id")
+    given = metadata_value(context, REQUEST_ID)
     return given if given and _ACCEPTABLE_ID.fullmatch(given) else str(uuid.uuid4())
 
 
@@ -38,14 +39,12 @@ class RequestIdInterceptor(UnaryInterceptor):
         self._observe = observe
 
     def around(self, method: str, request: Any, context: grpc.ServicerContext, proceed: Behavior) -> Any:
-        state = call_state.CallState(request_id_from(context), method, self._methods.get(method))
+        state = call_state.new_call(request_id_from(context), method, self._methods.get(method))
         token = call_state.enter(state)
         try:
             response = proceed(request, context)
             # Initial metadata can be sent once per call: this is the one place that sends it.
-            context.send_initial_metadata(
-                (("x-request-id", state.request_id), *state.response_headers.items())
-            )
+            context.send_initial_metadata(((REQUEST_ID, state.request_id), *state.response_headers.items()))
             return response
         except BaseException:
             if state.code == "OK":

@@ -12,7 +12,7 @@ from pathlib import Path
 from google.api import httpbody_pb2
 from reconrouter.meta.v1 import meta_pb2_grpc
 
-OPENAPI_DOCUMENT = Path(__file__).resolve().parents[3] / "gen" / "openapi.json"
+from server.contract.artifacts import OPENAPI_DOCUMENT
 
 
 def read_openapi_document(path: Path = OPENAPI_DOCUMENT) -> bytes:

@@ -1,5 +1,5 @@
 """`make gen`: protobuf messages, gRPC stubs, type stubs, Envoy's descriptor set and the OpenAPI document
-(gen/openapi.json, server/tools/openapi.py), all into gen/.
+(gen/openapi.json, server/codegen/openapi.py), all into gen/.
 
 Run only through the Makefile. The output is deterministic for pinned grpcio-tools/protobuf, which is
 what lets CI check that the committed gen/ is fresh.
@@ -14,14 +14,12 @@ from pathlib import Path
 from google.api import annotations_pb2
 from grpc_tools import protoc
 
-from server.tools import openapi
+from server.codegen import openapi
+from server.contract.artifacts import DESCRIPTOR_SET, GEN_DIR, OPENAPI_DOCUMENT, PROJECT_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-GEN = ROOT / "gen"
+ROOT = PROJECT_ROOT
+GEN = GEN_DIR
 PROTO = ROOT / "proto"
-DESCRIPTOR_SET = GEN / "reconrouter.pb"
-# The OpenAPI document of the REST routes, from DESCRIPTOR_SET (server/tools/openapi.py).
-OPENAPI = GEN / "openapi.json"
 # Without these two, Envoy drops error details from the JSON error bodies it transcodes.
 RPC_PROTOS = ["google/rpc/status.proto", "google/rpc/error_details.proto"]
 
@@ -55,7 +53,7 @@ def main(proto_files: list[str]) -> None:
             *RPC_PROTOS,
         ]
     )
-    openapi.write(DESCRIPTOR_SET, OPENAPI)
+    openapi.write(DESCRIPTOR_SET, OPENAPI_DOCUMENT)
     # Regular packages, so setuptools and type checkers find them.
     for directory in sorted({p.parent for p in package_root.rglob("*.py")} | {package_root}):
         while directory != GEN:

@@ -23,9 +23,10 @@ from string import Template
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = ROOT / "envoy" / "envoy.yaml.tmpl"
-DESCRIPTOR = ROOT / "gen" / "reconrouter.pb"
+from server.contract.artifacts import DESCRIPTOR_SET, PROJECT_ROOT
+
+TEMPLATE = PROJECT_ROOT / "envoy" / "envoy.yaml.tmpl"
+DESCRIPTOR = DESCRIPTOR_SET
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # Envoy buffers a whole unary response to transcode it; a page of 200 exceptions or a bulk create of
 # 1000 stays far below this, and anything larger becomes a JSON 500 instead of unbounded memory.

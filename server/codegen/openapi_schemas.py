@@ -19,19 +19,11 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from server.contract.json_rules import FLOAT_TYPES, INT32_TYPES, INT64_TYPES, UINT32_TYPES, is_map
+
 Schema = dict[str, Any]
 Comments = dict[str, str]  # "pkg.Message" / "pkg.Message.field" / "pkg.Enum" -> leading comment
 
-_INT32 = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
-_UINT32 = {FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32}
-_INT64 = {
-    FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_SFIXED64,
-    FieldDescriptor.TYPE_UINT64,
-    FieldDescriptor.TYPE_FIXED64,
-}
-_FLOAT = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
 _WRAPPERS = {
     "google.protobuf.StringValue": {"type": "string"},
     "google.protobuf.BytesValue": {"type": "string", "contentEncoding": "base64"},
@@ -62,10 +54,6 @@ _WELL_KNOWN: dict[str, Schema] = {
 
 def is_well_known(message: Descriptor) -> bool:
     return message.full_name in _WELL_KNOWN or message.full_name in _WRAPPERS
-
-
-def is_map(field: FieldDescriptor) -> bool:
-    return field.message_type is not None and field.message_type.GetOptions().map_entry
 
 
 def schema_name(message: Descriptor, *, output: bool) -> str:
@@ -160,15 +148,15 @@ def scalar_schema(kind: int, *, output: bool) -> Schema:
         return {"type": "string", "contentEncoding": "base64"}
     if kind == FieldDescriptor.TYPE_BOOL:
         return {"type": "boolean"}
-    if kind in _INT32:
+    if kind in INT32_TYPES:
         return {"type": "integer", "format": "int32"}
-    if kind in _UINT32:
+    if kind in UINT32_TYPES:
         return {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
-    if kind in _INT64:
+    if kind in INT64_TYPES:
         # Printed as strings (JSON mapping of 64-bit integers); read from either.
         if output:
             return {"type": "string", "pattern": r"^-?[0-9]+$", "format": "int64"}
         return {"type": ["string", "integer"]}
-    if kind in _FLOAT:
+    if kind in FLOAT_TYPES:
         return {"oneOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]}
     raise ValueError(f"unsupported field type {kind}")

@@ -48,9 +48,9 @@ def _banner(settings: Settings, token: str | None) -> str:
 
 
 def run(settings: Settings, migrate: Callable[[Settings], None], serve: Callable[..., None]) -> None:
-    from server.envoy_proxy import render_config, start_envoy, wait_until_ready
-    from server.rpc.methods import service_names
-    from server.tools.codegen import DESCRIPTOR_SET
+    from server.contract.artifacts import DESCRIPTOR_SET
+    from server.contract.methods import service_names
+    from server.process.envoy import render_config, start_envoy, wait_until_ready
 
     migrate(settings)
     token = _first_token(settings)
@@ -107,8 +107,8 @@ def run_cluster(settings: Settings, replicas: int, migrate: Callable[[Settings],
     import signal
     import subprocess
 
-    from server.envoy_proxy import render_config, start_envoy, wait_until_ready
-    from server.rpc.methods import service_names
+    from server.contract.methods import service_names
+    from server.process.envoy import render_config, start_envoy, wait_until_ready
 
     _ensure_postgres_database(settings.database_url)
     migrate(settings)

@@ -23,12 +23,10 @@ from typing import Any
 import grpc
 from reconrouter.bulk.v1 import bulk_pb2
 
-from server.domain.auth import Principal
-from server.rpc.bulk import references as refs
-from server.rpc.bulk.context import SubRequestContext
-from server.rpc.bulk.envelope import PlannedRequest, plan_batch
-from server.rpc.bulk.handlers import InProcessHandlers
-from server.rpc.bulk.results import (
+from server.bulk import references as refs
+from server.bulk.context import SubRequestContext
+from server.bulk.envelope import PlannedRequest, plan_batch
+from server.bulk.results import (
     SubResult,
     aborted,
     envoy_refused,
@@ -37,9 +35,13 @@ from server.rpc.bulk.results import (
     succeeded,
     unserved,
 )
-from server.rpc.bulk.transcode import TranscodeError, build_request
+from server.bulk.transcode import TranscodeError, build_request
+from server.contract.http import REQUEST_ID
+from server.contract.routes import RouteTable
+from server.domain.auth import Principal
+from server.rpc import call_state
+from server.rpc.handlers import InProcessHandlers
 from server.rpc.recording_context import CallAborted
-from server.rpc.routes import RouteTable
 
 log = logging.getLogger("reconrouter.bulk")
 _MAX_REQUEST_ID = 1024  # what RequestIdInterceptor accepts
@@ -143,9 +145,9 @@ class BulkRunner:
         behaviour = self._handlers.get(match.route.method.full_name)
         if behaviour is None:
             return unserved(item.id, request_id)
-        context = SubRequestContext((("x-request-id", request_id), *item.headers), outer.principal, deadline)
+        context = SubRequestContext(((REQUEST_ID, request_id), *item.headers), deadline)
         try:
-            with self._isolation():
+            with self._isolation(), call_state.nested_calls_as(outer.principal):
                 response = behaviour(message, context)
                 if context.code not in (None, grpc.StatusCode.OK):
                     raise CallAborted(context.details)  # set_code() without abort()

@@ -17,10 +17,10 @@ from typing import Any
 from google.protobuf import json_format
 from reconrouter.bulk.v1 import bulk_pb2
 
+from server.bulk import references as refs
+from server.bulk.printer import integral_floats
+from server.contract.routes import HTTP_METHODS, RouteMatch, RouteTable
 from server.domain.errors import Violations
-from server.rpc.bulk import references as refs
-from server.rpc.bulk.printer import integral_floats
-from server.rpc.routes import HTTP_METHODS, RouteMatch, RouteTable
 
 BULK_SERVICE = bulk_pb2.DESCRIPTOR.services_by_name["BulkService"].full_name
 # gRPC metadata keys: lower-case letters, digits, '-', '_' and '.'; '-bin' keys carry bytes.

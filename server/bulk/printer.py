@@ -20,14 +20,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
 
-_INT64 = {
-    FieldDescriptor.TYPE_INT64,
-    FieldDescriptor.TYPE_UINT64,
-    FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED64,
-    FieldDescriptor.TYPE_SFIXED64,
-}
-_FLOATS = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
+from server.contract.json_rules import INT64_TYPES, is_map
 
 
 def print_message(message: Message) -> Any:
@@ -59,7 +52,7 @@ def _plan(descriptor: Descriptor) -> tuple[tuple[str, bool, int, Callable[[Any],
     """Per message type, once: each field's name, presence, shape and value printer."""
     plan = []
     for field in descriptor.fields:
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        if is_map(field):
             plan.append((field.name, False, _MAP, _converter(field.message_type.fields_by_name["value"])))
         else:
             shape = _REPEATED if field.is_repeated else _SINGLE
@@ -74,7 +67,7 @@ def _converter(field: FieldDescriptor) -> Callable[[Any], Any]:
     if kind == FieldDescriptor.TYPE_ENUM:
         names = {v.number: v.name for v in field.enum_type.values}
         return lambda value: names.get(value, value)
-    if kind in _INT64:
+    if kind in INT64_TYPES:
         return str
     if kind == FieldDescriptor.TYPE_FLOAT:
         return lambda value: _float(type_checkers.ToShortestFloat(value))

@@ -1,5 +1,5 @@
 """BulkService: POST /v1/bulk (BatchJson, a bare JSON array as google.api.HttpBody) and the same
-operation typed for gRPC callers (Batch). Both hand the batch to the runner (server/rpc/bulk/)."""
+operation typed for gRPC callers (Batch). Both hand the batch to the runner (server/bulk/)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from google.api import httpbody_pb2
 from google.protobuf import any_pb2, json_format
 from reconrouter.bulk.v1 import bulk_pb2, bulk_pb2_grpc
 
+from server.bulk.results import JSON, SubResult
+from server.bulk.runner import BulkRunner, OuterCall
 from server.rpc import call_state
-from server.rpc.bulk.results import JSON, SubResult
-from server.rpc.bulk.runner import BulkRunner, OuterCall
 
 
 class BulkServicer(bulk_pb2_grpc.BulkServiceServicer):

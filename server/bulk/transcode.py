@@ -26,40 +26,14 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2  # noqa: F401 - Any details must resolve
 
-from server.rpc.bulk.printer import print_message
-from server.rpc.routes import RouteMatch, unescape
+from server.bulk.printer import print_message
+from server.contract.json_rules import FLOAT_TYPES, INT_RANGES, STRING_FORM_MESSAGES
+from server.contract.routes import RouteMatch, unescape
 
-_INT_RANGES = {
-    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
-    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
-    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
-    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
-}
 _TYPE_NAMES = {
     value: name
     for name, value in vars(FieldDescriptor).items()
     if name.startswith("TYPE_") and isinstance(value, int)
-}
-# Well-known messages whose JSON form is a string, so a query parameter can carry them.
-_STRING_WKT = {
-    "google.protobuf.Timestamp",
-    "google.protobuf.Duration",
-    "google.protobuf.FieldMask",
-    "google.protobuf.StringValue",
-    "google.protobuf.BytesValue",
-    "google.protobuf.Int32Value",
-    "google.protobuf.Int64Value",
-    "google.protobuf.UInt32Value",
-    "google.protobuf.UInt64Value",
-    "google.protobuf.FloatValue",
-    "google.protobuf.DoubleValue",
-    "google.protobuf.BoolValue",
 }
 
 
@@ -107,7 +81,7 @@ def _bind(message: Message, field_path: tuple[str, ...], raw: str, shown: str) -
             raise TranscodeError(f'Could not find field "{field_path[-1]}" in the type "{name}".')
         target = getattr(target, field.name)
     field = _field(target.DESCRIPTOR, field_path[-1])
-    if field.message_type is not None and field.message_type.full_name in _STRING_WKT:
+    if field.message_type is not None and field.message_type.full_name in STRING_FORM_MESSAGES:
         holder = getattr(target, field.name)
         try:
             json_format.Parse(json.dumps(raw), holder)
@@ -142,14 +116,14 @@ def _scalar(field: FieldDescriptor, raw: str, shown: str) -> Any:
         if _is_integer(raw):
             return int(raw)
         raise _invalid(shown, raw, f"type.googleapis.com/{enum.full_name}")
-    if kind in _INT_RANGES:
-        low, high = _INT_RANGES[kind]
+    if kind in INT_RANGES:
+        low, high = INT_RANGES[kind]
         if _is_integer(raw) and low <= int(raw) <= high:
             return int(raw)
     elif kind == FieldDescriptor.TYPE_BOOL:
         if raw in ("true", "false"):
             return raw == "true"
-    elif kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+    elif kind in FLOAT_TYPES:
         try:
             return float(raw)
         except ValueError:

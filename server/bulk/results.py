@@ -17,30 +17,12 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from server.rpc.bulk.context import SubRequestContext
-from server.rpc.bulk.transcode import local_reply_json, message_json, status_json
-from server.rpc.errors import ERROR_DOMAIN, HTTP_STATUS_TRAILER
+from server.bulk.context import SubRequestContext
+from server.bulk.transcode import local_reply_json, message_json, status_json
+from server.contract.http import HTTP_OF_GRPC, HTTP_STATUS_TRAILER, REQUEST_ID
+from server.rpc.errors import ERROR_DOMAIN
 
 JSON = "application/json"
-# Envoy's grpcToHttpStatus, for errors that carry no x-http-status trailer.
-_HTTP_OF_GRPC = {
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-}
 
 
 @dataclass
@@ -79,7 +61,7 @@ def aborted(item_id: str, context: SubRequestContext) -> SubResult:
     else:
         status = status_pb2.Status(code=code.value[0], message=context.details or "")
     wanted = str(trailers.get(HTTP_STATUS_TRAILER, ""))
-    http = int(wanted) if wanted.isdigit() and 400 <= int(wanted) <= 599 else _HTTP_OF_GRPC.get(code, 500)
+    http = int(wanted) if wanted.isdigit() and 400 <= int(wanted) <= 599 else HTTP_OF_GRPC.get(code, 500)
     headers = {"content-type": JSON, **_headers(context.initial_metadata or ())}
     for key, value in _headers(context.trailing_metadata).items():
         headers.setdefault(key, value)
@@ -103,15 +85,13 @@ def envoy_refused(
     info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
     status = status_pb2.Status(code=code.value[0], message=message, details=[info])
     contents = local_reply_json(code.value[0], reason, message)
-    return SubResult(
-        item_id, http, {"content-type": JSON, "x-request-id": request_id}, contents, error=status
-    )
+    return SubResult(item_id, http, {"content-type": JSON, REQUEST_ID: request_id}, contents, error=status)
 
 
 def unserved(item_id: str, request_id: str) -> SubResult:
     """grpc's answer for an RPC nobody registered, as Envoy transcodes it (501, no details)."""
     status = status_pb2.Status(code=grpc.StatusCode.UNIMPLEMENTED.value[0], message="Method not found!")
-    headers = {"content-type": JSON, "x-request-id": request_id}
+    headers = {"content-type": JSON, REQUEST_ID: request_id}
     return SubResult(item_id, 501, headers, status_json(status), error=status)
 
 
@@ -125,7 +105,7 @@ def internal(item_id: str, request_id: str) -> SubResult:
         message="internal error; quote the request id when reporting it",
         details=[info, request],
     )
-    headers = {"content-type": JSON, "x-request-id": request_id}
+    headers = {"content-type": JSON, REQUEST_ID: request_id}
     return SubResult(item_id, 500, headers, status_json(status), error=status)
 
 

@@ -2,11 +2,11 @@
 descriptor set Envoy loads (gen/reconrouter.pb), so it cannot drift from the routes Envoy serves.
 
 - Routes: every `google.api.http` binding (main and additional_bindings) of the reconrouter.*
-  services; `custom` patterns are skipped, as Envoy's route table and server/rpc/routes.py do.
+  services; `custom` patterns are skipped, as Envoy's route table and server/contract/routes.py do.
 - Parameters as the transcoder maps them: path variables; for routes whose body is not `*`, every
   other leaf field of the request message as a query parameter (dotted for nested messages, repeated
   fields as repeated parameters, by proto name and by lowerCamelCase json name).
-- Schemas from the messages (server/tools/openapi_schemas.py): proto field names for output, both
+- Schemas from the messages (server/codegen/openapi_schemas.py): proto field names for output, both
   spellings for input, enums as names. Errors are google.rpc.Status.
 - Security: bearer tokens; the scope a route needs is the security requirement's role (OpenAPI 3.1)
   and `x-required-scope`. Mutating routes take X-Idempotency-Key / Idempotency-Key and answer
@@ -21,55 +21,24 @@ import json
 import re
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 
-from server.tools.openapi_schemas import Comments, Schema, SchemaBuilder, is_map, is_well_known
+from server.codegen.openapi_schemas import Comments, Schema, SchemaBuilder
+from server.contract.json_rules import STRING_FORM_MESSAGES, is_map
+from server.contract.methods import HttpBinding, MethodInfo, load_descriptor_set, methods_of_descriptor_set
+from server.domain import idempotency
 
 OPENAPI_VERSION = "3.1.0"
-PACKAGE_PREFIX = "reconrouter."
-KEY_PATTERN = r"^[A-Za-z0-9:_-]{1,255}$"
+KEY_PATTERN = f"^{idempotency.KEY_PATTERN}$"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/+=-]{1,128}$"
 _VARIABLE = re.compile(r"\{([^}=]+)(=[^}]*)?\}")
-_HTTP_VERBS = ("get", "put", "post", "delete", "patch")
-
-
-@dataclass(frozen=True)
-class Binding:
-    verb: str  # lower case
-    path: str  # the template as annotated
-    body: str
-    response_body: str
-
-
-@dataclass(frozen=True)
-class Rpc:
-    service: str
-    method: MethodDescriptor
-    required_scope: str
-    token_required: bool
-    key_required: bool
-    rate_limit: str
-    bindings: tuple[Binding, ...]
-
-    @property
-    def public(self) -> bool:
-        return not self.required_scope and not self.token_required
 
 
 # -- reading the descriptor set --------------------------------------------------------------------
-
-
-def _load(descriptor_set: bytes) -> tuple[descriptor_pb2.FileDescriptorSet, descriptor_pool.DescriptorPool]:
-    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set)
-    pool = descriptor_pool.DescriptorPool()
-    for file in files.file:
-        pool.Add(file)
-    return files, pool
 
 
 def _comment(text: str) -> str:
@@ -116,52 +85,6 @@ def _enum_comments(items, path: tuple, scope: str, by_path: dict, found: Comment
             found[f"{scope}{enum.name}"] = by_path[(*path, i)]
 
 
-def _rpcs(files: descriptor_pb2.FileDescriptorSet, pool: descriptor_pool.DescriptorPool) -> list[Rpc]:
-    # Options in a descriptor set are unparsed extensions: parse them with this pool's MethodOptions.
-    options_class = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("google.protobuf.MethodOptions")
-    )
-    http = pool.FindExtensionByName("google.api.http")
-
-    def option(options, name: str, default):
-        try:
-            extension = pool.FindExtensionByName(f"reconrouter.api.v1.{name}")
-        except KeyError:
-            return default
-        return options.Extensions[extension]
-
-    found = []
-    for file in sorted(files.file, key=lambda f: f.name):
-        if not file.package.startswith(PACKAGE_PREFIX):
-            continue
-        for service_proto in file.service:
-            service = pool.FindServiceByName(f"{file.package}.{service_proto.name}")
-            for method_proto, method in zip(service_proto.method, service.methods, strict=True):
-                options = options_class.FromString(method_proto.options.SerializeToString())
-                rules = []
-                if options.HasExtension(http):
-                    rule = options.Extensions[http]
-                    rules = [rule, *rule.additional_bindings]
-                bindings = []
-                for rule in rules:
-                    verb = rule.WhichOneof("pattern")
-                    if verb in _HTTP_VERBS:
-                        bindings.append(Binding(verb, getattr(rule, verb), rule.body, rule.response_body))
-                if bindings:
-                    found.append(
-                        Rpc(
-                            service=service.full_name,
-                            method=method,
-                            required_scope=option(options, "required_scope", ""),
-                            token_required=option(options, "token_required", False),
-                            key_required=option(options, "idempotency_key_required", False),
-                            rate_limit=option(options, "rate_limit", ""),
-                            bindings=tuple(bindings),
-                        )
-                    )
-    return found
-
-
 # -- parameters ------------------------------------------------------------------------------------
 
 
@@ -196,23 +119,12 @@ def _query_fields(
         name, json_name = f"{prefix}{field.name}", f"{json_prefix}{field.json_name}"
         if name in bound or is_map(field):
             continue
-        if field.message_type is not None and not _query_scalar(field.message_type):
+        if field.message_type is not None and field.message_type.full_name not in STRING_FORM_MESSAGES:
             if not field.is_repeated and field.message_type.full_name not in seen:
                 found.extend(_query_fields(field.message_type, bound, f"{name}.", f"{json_name}.", seen))
             continue
         found.append((name, json_name, field))
     return found
-
-
-def _query_scalar(message: Descriptor) -> bool:
-    """Well-known messages whose JSON form is a string: a query parameter can carry them."""
-    return is_well_known(message) and message.full_name not in (
-        "google.protobuf.Struct",
-        "google.protobuf.Value",
-        "google.protobuf.ListValue",
-        "google.protobuf.Any",
-        "google.protobuf.Empty",
-    )
 
 
 def _parameter(builder: SchemaBuilder, name: str, where: str, field: FieldDescriptor, **extra) -> Schema:
@@ -309,8 +221,10 @@ _ERROR_STATUSES = {
 }
 
 
-def _responses(rpc: Rpc, binding: Binding, builder: SchemaBuilder, mutating: bool) -> dict[str, Any]:
-    output = rpc.method.output_type
+def _responses(
+    rpc: MethodInfo, binding: HttpBinding, builder: SchemaBuilder, mutating: bool
+) -> dict[str, Any]:
+    output = _descriptor(rpc).output_type
     headers: dict[str, Any] = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
     if mutating and not rpc.public:
         headers["X-Idempotency-Replayed"] = {"$ref": "#/components/headers/X-Idempotency-Replayed"}
@@ -339,12 +253,18 @@ def _responses(rpc: Rpc, binding: Binding, builder: SchemaBuilder, mutating: boo
     return dict(sorted(responses.items(), key=lambda kv: (kv[0] == "default", kv[0])))
 
 
+def _descriptor(rpc: MethodInfo) -> MethodDescriptor:
+    assert rpc.descriptor is not None  # read_methods always sets it
+    return rpc.descriptor
+
+
 def _operation(
-    rpc: Rpc, binding: Binding, index: int, builder: SchemaBuilder, comments: Comments
+    rpc: MethodInfo, binding: HttpBinding, index: int, builder: SchemaBuilder, comments: Comments
 ) -> tuple[str, Schema]:
-    method, request = rpc.method, rpc.method.input_type
+    method = _descriptor(rpc)
+    request = method.input_type
     path, variables = _openapi_path(binding.path)
-    mutating = binding.verb != "get"
+    mutating = binding.verb != "GET"
     parameters: list[Schema] = []
     bound = {name for name, _ in variables}
     for name, pattern in variables:
@@ -363,7 +283,7 @@ def _operation(
     parameters.append({"$ref": "#/components/parameters/X-Request-Id"})
     if mutating and not rpc.public:
         key = {"$ref": "#/components/parameters/X-Idempotency-Key"}
-        if rpc.key_required:
+        if rpc.idempotency_key_required:
             key = {
                 "name": "X-Idempotency-Key",
                 "in": "header",
@@ -414,17 +334,18 @@ def _summary(description: str) -> str:
 
 
 def build_document(descriptor_set: bytes) -> dict[str, Any]:
-    files, pool = _load(descriptor_set)
+    files, pool = load_descriptor_set(descriptor_set)
     comments = _comments(files)
     builder = SchemaBuilder(comments)
     paths: dict[str, dict[str, Any]] = {}
-    rpcs = _rpcs(files, pool)
+    rpcs = [rpc for rpc in methods_of_descriptor_set(files, pool).values() if rpc.bindings]
     for rpc in rpcs:
         for index, binding in enumerate(rpc.bindings):
             path, operation = _operation(rpc, binding, index, builder, comments)
-            if binding.verb in paths.setdefault(path, {}):
-                raise ValueError(f"{binding.verb.upper()} {path} is bound twice")
-            paths[path][binding.verb] = operation
+            verb = binding.verb.lower()
+            if verb in paths.setdefault(path, {}):
+                raise ValueError(f"{binding.verb} {path} is bound twice")
+            paths[path][verb] = operation
     # The error model: google.rpc.Status and the detail messages the service puts in it.
     builder.ref(pool.FindMessageTypeByName("google.rpc.Status"), output=True)
     for detail in ("ErrorInfo", "BadRequest", "RetryInfo", "RequestInfo"):

@@ -1,5 +1,5 @@
 """The REST route table: every google.api.http binding of the contract, read from the generated
-descriptors (server/rpc/methods.py), the same annotations Envoy's transcoder loads. It is the only
+descriptors (server/contract/methods.py), the same annotations Envoy's transcoder loads. It is the only
 place where a URL becomes an RPC in process (/v1/bulk); no URL is written down anywhere else.
 
 It chooses the way Envoy's path matcher does (grpc-httpjson-transcoding), verified against Envoy
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from server.rpc.methods import HttpBinding, MethodInfo
+from server.contract.methods import HttpBinding, MethodInfo
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
