@@ -1,4 +1,5 @@
-"""Runs the scenario list through one Bench and writes the results (bench/__main__.py is the CLI)."""
+"""Runs the scenario list through one Bench and writes the results (bench/__main__.py is the CLI:
+`python -m bench` for the suite, `python -m bench dispatch|idempotency|bulk` for one scenario alone)."""
 
 from __future__ import annotations
 
@@ -82,15 +83,3 @@ def run(
     }
     json_path, md_path = report.write(results, out_dir, stamp)
     return results, json_path, md_path
-
-
-def standalone(plan: Plan, number: int, database_url: str | None, prefix: str) -> int:
-    """One scenario alone (bench/idempotency.py, bench/dispatch.py, bench/bulk.py): run, print the
-    Markdown, exit non-zero when a request failed."""
-    results, json_path, md_path = run(
-        plan, database_url=database_url, only={number}, profile=False, prefix=prefix
-    )
-    print()
-    print(md_path.read_text())
-    print(f"written: {json_path}\n         {md_path}")
-    return 1 if any(m["errors"] for m in results["measurements"]) else 0

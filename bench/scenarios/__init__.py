@@ -5,7 +5,7 @@
     3 dispatch      100-item bulk dispatch to MANUAL (first dispatch, re-dispatch) over gRPC and
                     REST; to the webhook stand-in (first dispatch, REST)
     4 idempotency   keyed first execution vs replay (100-item dispatch, CreateException); the
-                    interceptor's cost on a call without a key (bench/idempotency.py's measures)
+                    interceptor's cost on a call without a key
     5 bulk          POST /v1/bulk with 50 GETs vs the same 50 GETs one by one
     6 scale         get and list p50/p99 at 10k, 100k (and 1M in `make bench`) exceptions in a tenant
     7 workers       WORKERS=1 vs 2; 1 vs 2 replicas behind Envoy (PostgreSQL only)

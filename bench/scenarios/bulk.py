@@ -4,7 +4,8 @@ One caller, one keep-alive connection, `plan.rounds` rounds per repeat; a "reque
 (one bulk call, or 50 sequential calls), so p50 is the time to get all 50 answers. The gRPC side
 does the same with BulkService/Batch vs 50 GetException calls on one channel, plus a Batch of one
 GET: (p50 of 50 - p50 of 1) / 49 is what one more sub-request costs, set against a direct gRPC
-GetException (p50 of the 50 sequential calls / 50). Both are what bench/bulk.py measured for issue 4.
+GetException (p50 of the 50 sequential calls / 50). Both are issue 4's; `python -m bench bulk` runs
+this scenario alone.
 
 Until POST /v1/bulk (or gRPC Batch) answers, the scenario records a TODO instead of numbers.
 """

@@ -5,10 +5,12 @@ webhook stand-in (tests/support/standins.py WebhookReceiver, a real HTTP server 
   before each repeat), so each item really goes through claim -> connector -> record;
 - re-dispatch: the same 100 already-dispatched ids again and again (wrk/h2load); the server answers
   those from the dispatch records without calling the target, so this is the bookkeeping alone;
-- slow targets (what bench/dispatch.py measured for issue 5): the webhook and JIRA stand-ins taking
-  `plan.standin_latency` s per request (a real network and a real target's work), one caller,
-  DISPATCH_POOL_SIZE=1 (items one after the other) vs `plan.pooled` (items in parallel). The webhook
-  takes one request per item, JIRA one bulk-create request per 50 items.
+- slow targets (issue 5): the webhook and JIRA stand-ins taking `plan.standin_latency` s per request
+  (a real network and a real target's work), one caller, DISPATCH_POOL_SIZE=1 (items one after the
+  other) vs `plan.pooled` (items in parallel). The webhook takes one request per item, JIRA one
+  bulk-create request per 50 items.
+
+`python -m bench dispatch` runs this scenario alone.
 
 Items/s = 100 x calls/s. First dispatches use DISPATCH_CONNECTIONS concurrent callers (writes
 serialise on SQLite anyway; more callers only queue)."""
