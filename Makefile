@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: help venv gen gen-check migrate run cluster test fuzz soak bench bench-quick bench-tools bench-idempotency bench-dispatch bench-bulk lint fmt clean
+.PHONY: help venv gen gen-check migrate run cluster test fuzz soak bench bench-quick bench-tools bench-idempotency bench-dispatch bench-bulk lint typecheck fmt clean
 .DEFAULT_GOAL := help
 # A recipe that fails leaves no half-written target behind (gen/reconrouter.pb, $(VENV)/.installed).
 .DELETE_ON_ERROR:
@@ -106,9 +106,12 @@ bench-tools: $(VENV)/.installed ## install wrk, h2load and py-spy when missing
 	@test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q py-spy==$(PY_SPY_VERSION) \
 	  || echo "warning: py-spy could not be installed: the results will have no profile" >&2
 
-lint: $(VENV)/.installed ## ruff check and format check
+lint: typecheck ## ruff check, format check and the type check
 	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/ruff format --check server tests bench
+
+typecheck: $(GEN_OUT) ## mypy over server/ (pyproject.toml [tool.mypy]: adapters checked against the domain's ports)
+	$(PY) -m mypy
 
 fmt: $(VENV)/.installed ## ruff fix and format
 	$(VENV)/bin/ruff check --fix server tests bench

@@ -14,6 +14,7 @@ from reconrouter.health.v1 import health_pb2_grpc
 from reconrouter.meta.v1 import meta_pb2_grpc
 from reconrouter.targets.v1 import targets_pb2_grpc
 from sqlalchemy import Engine
+from sqlalchemy.pool import QueuePool
 
 from server.bulk.isolation import savepoint_per_request
 from server.bulk.runner import BulkLimits, BulkRunner
@@ -114,7 +115,10 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
     targets, connectors = _dispatch_parts(settings, uow)
     metrics = None
     if metrics_registry is not None:
-        metrics = Metrics(metrics_registry, pool_checked_out=engine.pool.checkedout)
+        pool = engine.pool
+        # make_engine's pools are QueuePools (it sets pool_size); no other pool counts checkouts.
+        checked_out = pool.checkedout if isinstance(pool, QueuePool) else (lambda: 0)
+        metrics = Metrics(metrics_registry, pool_checked_out=checked_out)
         count_statements(engine, metrics.observe_statement)
     return App(
         settings=settings,

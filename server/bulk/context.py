@@ -30,7 +30,9 @@ class SubRequestContext(RecordingContext):
     def invocation_metadata(self):
         return self._metadata
 
-    def time_remaining(self) -> float | None:
+    # None without a deadline, as grpc documents for ServicerContext.time_remaining (its stub says
+    # float); server/bulk/servicer.py relies on it.
+    def time_remaining(self) -> float | None:  # type: ignore[override]
         return None if self._deadline is None else max(0.0, self._deadline - time.monotonic())
 
     def is_active(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,13 +147,20 @@ def _split_url(url: str, field: str, v: _Problems) -> tuple[str | None, str]:
 def _body(item: bulk_pb2.SubRequest, field: str, v: _Problems) -> tuple[bool, Any]:
     if not item.HasField("data"):
         return False, None
-    value = json_format.MessageToDict(item.data)
+    # `data` is a google.protobuf.Value: MessageToDict gives the plain JSON value (any type), not
+    # the dict its stub promises.
+    value: object = json_format.MessageToDict(item.data)
     if isinstance(value, str):
         # Seed 001: `data` is the body as a JSON-encoded string.
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             v.add(field, f"is not valid JSON ({exc.msg} at position {exc.pos})")
+            return False, None
+        except ValueError:
+            # Valid JSON the decoder still refuses: an integer longer than Python's limit on
+            # integer string conversion (sys.get_int_max_str_digits, 4300 by default).
+            v.add(field, f"holds an integer of more than {sys.get_int_max_str_digits()} digits")
             return False, None
         except RecursionError:
             v.add(field, "is nested too deeply to parse")
@@ -165,7 +173,8 @@ def _body(item: bulk_pb2.SubRequest, field: str, v: _Problems) -> tuple[bool, An
 def _headers(item: bulk_pb2.SubRequest, field: str, v: _Problems) -> tuple[tuple[str, str], ...]:
     if not item.HasField("headers"):
         return ()
-    raw = json_format.MessageToDict(item.headers)
+    # A google.protobuf.Value too (see _body): an object, an array or any other JSON value.
+    raw: object = json_format.MessageToDict(item.headers)
     pairs: list[tuple[Any, Any]] = []
     if isinstance(raw, dict):
         pairs = list(raw.items())

@@ -20,7 +20,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.internal import type_checkers
 from google.protobuf.message import Message
 
-from server.contract.json_rules import INT64_TYPES, is_map
+from server.contract.json_rules import INT64_TYPES, enum_type, is_map, message_type
 
 
 def print_message(message: Message) -> Any:
@@ -53,7 +53,7 @@ def _plan(descriptor: Descriptor) -> tuple[tuple[str, bool, int, Callable[[Any],
     plan = []
     for field in descriptor.fields:
         if is_map(field):
-            plan.append((field.name, False, _MAP, _converter(field.message_type.fields_by_name["value"])))
+            plan.append((field.name, False, _MAP, _converter(message_type(field).fields_by_name["value"])))
         else:
             shape = _REPEATED if field.is_repeated else _SINGLE
             plan.append((field.name, field.has_presence and shape == _SINGLE, shape, _converter(field)))
@@ -65,7 +65,7 @@ def _converter(field: FieldDescriptor) -> Callable[[Any], Any]:
     if kind in (FieldDescriptor.TYPE_MESSAGE, FieldDescriptor.TYPE_GROUP):
         return print_message
     if kind == FieldDescriptor.TYPE_ENUM:
-        names = {v.number: v.name for v in field.enum_type.values}
+        names = {v.number: v.name for v in enum_type(field).values}
         return lambda value: names.get(value, value)
     if kind in INT64_TYPES:
         return str

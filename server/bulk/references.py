@@ -43,7 +43,11 @@ def parse(inner: str, text: str) -> Reference:
     found = _GRAMMAR.match(inner)
     if found is None:
         raise ReferenceSyntaxError(f"{text} is not a reference of the form @{{id.path.to.field}}")
-    path = tuple(int(index) if index else name for name, index in _STEP.findall(found.group(2)))
+    try:
+        path = tuple(int(index) if index else name for name, index in _STEP.findall(found.group(2)))
+    except ValueError:
+        # `[n]` with more digits than int() converts (sys.get_int_max_str_digits): no list is that long.
+        raise ReferenceSyntaxError(f"{text} has an index too large for any list") from None
     return Reference(text, found.group(1), path)
 
 
@@ -67,8 +71,8 @@ def resolve(reference: Reference, contents: Any) -> Any:
     for step in reference.path:
         if isinstance(current, dict) and str(step) in current:
             current = current[str(step)]
-        elif isinstance(current, list) and _index(step) is not None and _index(step) < len(current):
-            current = current[_index(step)]
+        elif isinstance(current, list) and (index := _index(step)) is not None and index < len(current):
+            current = current[index]
         else:
             raise Unresolvable(f"{reference.text}: the result of '{reference.target}' has no such field")
     return current
@@ -77,7 +81,13 @@ def resolve(reference: Reference, contents: Any) -> Any:
 def _index(step: str | int) -> int | None:
     if isinstance(step, int):
         return step
-    return int(step) if step.isdigit() else None
+    if not step.isdigit():
+        return None
+    try:
+        return int(step)
+    except ValueError:
+        # A digit int() does not read ("²"), or more digits than it converts: no such element.
+        return None
 
 
 Lookup = Callable[[Reference], Any]

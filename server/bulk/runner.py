@@ -138,7 +138,7 @@ class BulkRunner:
             message = f"Could not resolve {path} to a method."
             return envoy_refused(item.id, 404, grpc.StatusCode.NOT_FOUND, "NOT_FOUND", message, request_id)
         try:
-            message = build_request(match, query, body, has_body=item.has_body)
+            request = build_request(match, query, body, has_body=item.has_body)
         except TranscodeError as exc:
             invalid = grpc.StatusCode.INVALID_ARGUMENT
             return envoy_refused(item.id, 400, invalid, "INVALID_ARGUMENT", str(exc), request_id)
@@ -148,7 +148,7 @@ class BulkRunner:
         context = SubRequestContext(((REQUEST_ID, request_id), *item.headers), deadline)
         try:
             with self._isolation(), call_state.nested_calls_as(outer.principal):
-                response = behaviour(message, context)
+                response = behaviour(request, context)
                 if context.code not in (None, grpc.StatusCode.OK):
                     raise CallAborted(context.details)  # set_code() without abort()
         except CallAborted:

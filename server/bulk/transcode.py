@@ -27,7 +27,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2  # noqa: F401 - Any details must resolve
 
 from server.bulk.printer import print_message
-from server.contract.json_rules import FLOAT_TYPES, INT_RANGES, STRING_FORM_MESSAGES
+from server.contract.json_rules import FLOAT_TYPES, INT_RANGES, STRING_FORM_MESSAGES, enum_type
 from server.contract.routes import RouteMatch, unescape
 
 _TYPE_NAMES = {
@@ -64,6 +64,14 @@ def parse_query(query: str) -> Iterator[tuple[str, str]]:
         yield unescape(name, keep_reserved=False), unescape(value, keep_reserved=False)
 
 
+def _descriptor(message: Message) -> Descriptor:
+    descriptor = message.DESCRIPTOR
+    # Never fails: upb's descriptor class counts as descriptor.Descriptor (its metaclass says so);
+    # this narrows the stub's union of the two, which share no declared interface.
+    assert isinstance(descriptor, Descriptor)
+    return descriptor
+
+
 def _field(descriptor: Descriptor, name: str) -> FieldDescriptor:
     found = descriptor.fields_by_name.get(name) or next(
         (f for f in descriptor.fields if f.json_name == name), None
@@ -76,11 +84,11 @@ def _field(descriptor: Descriptor, name: str) -> FieldDescriptor:
 def _bind(message: Message, field_path: tuple[str, ...], raw: str, shown: str) -> None:
     target = message
     for name in field_path[:-1]:
-        field = _field(target.DESCRIPTOR, name)
+        field = _field(_descriptor(target), name)
         if field.message_type is None or _is_repeated(field):
             raise TranscodeError(f'Could not find field "{field_path[-1]}" in the type "{name}".')
         target = getattr(target, field.name)
-    field = _field(target.DESCRIPTOR, field_path[-1])
+    field = _field(_descriptor(target), field_path[-1])
     if field.message_type is not None and field.message_type.full_name in STRING_FORM_MESSAGES:
         holder = getattr(target, field.name)
         try:
@@ -110,16 +118,20 @@ def _scalar(field: FieldDescriptor, raw: str, shown: str) -> Any:
     if kind == FieldDescriptor.TYPE_STRING:
         return raw
     if kind == FieldDescriptor.TYPE_ENUM:
-        enum = field.enum_type
+        enum = enum_type(field)
         if raw in enum.values_by_name:
             return enum.values_by_name[raw].number
-        if _is_integer(raw):
-            return int(raw)
+        number = _integer(raw)
+        # Enum numbers are int32 (protobuf refuses others when the field is set).
+        low, high = INT_RANGES[FieldDescriptor.TYPE_INT32]
+        if number is not None and low <= number <= high:
+            return number
         raise _invalid(shown, raw, f"type.googleapis.com/{enum.full_name}")
     if kind in INT_RANGES:
         low, high = INT_RANGES[kind]
-        if _is_integer(raw) and low <= int(raw) <= high:
-            return int(raw)
+        number = _integer(raw)
+        if number is not None and low <= number <= high:
+            return number
     elif kind == FieldDescriptor.TYPE_BOOL:
         if raw in ("true", "false"):
             return raw == "true"
@@ -133,9 +145,16 @@ def _scalar(field: FieldDescriptor, raw: str, shown: str) -> Any:
     raise _invalid(shown, raw, _TYPE_NAMES.get(kind, "TYPE_UNKNOWN"))
 
 
-def _is_integer(raw: str) -> bool:
+def _integer(raw: str) -> int | None:
+    """The value of an optionally signed decimal integer; None for anything else."""
     digits = raw[1:] if raw[:1] == "-" else raw
-    return digits.isascii() and digits.isdigit()
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        # More digits than int() converts (sys.get_int_max_str_digits): beyond every range anyway.
+        return None
 
 
 def _merge_body(message: Message, rule: str, body: Any) -> None:

@@ -28,7 +28,7 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 
 from server.codegen.openapi_schemas import Comments, Schema, SchemaBuilder
-from server.contract.json_rules import STRING_FORM_MESSAGES, is_map
+from server.contract.json_rules import STRING_FORM_MESSAGES, is_map, message_type
 from server.contract.methods import HttpBinding, MethodInfo, load_descriptor_set, methods_of_descriptor_set
 from server.domain import idempotency
 
@@ -89,12 +89,10 @@ def _enum_comments(items, path: tuple, scope: str, by_path: dict, found: Comment
 
 
 def _resolve(message: Descriptor, dotted: str) -> FieldDescriptor:
-    field = None
-    for name in dotted.split("."):
-        field = message.fields_by_name[name]
-        message = field.message_type
-    assert field is not None
-    return field
+    *parents, last = dotted.split(".")
+    for name in parents:
+        message = message_type(message.fields_by_name[name])
+    return message.fields_by_name[last]
 
 
 def _openapi_path(template: str) -> tuple[str, list[tuple[str, str]]]:
@@ -268,7 +266,7 @@ def _operation(
     parameters: list[Schema] = []
     bound = {name for name, _ in variables}
     for name, pattern in variables:
-        extra = {"required": True}
+        extra: dict[str, Any] = {"required": True}
         if pattern != "*":
             extra["x-path-pattern"] = pattern
         parameters.append(_parameter(builder, name, "path", _resolve(request, name), **extra))
@@ -282,7 +280,7 @@ def _operation(
                 )
     parameters.append({"$ref": "#/components/parameters/X-Request-Id"})
     if mutating and not rpc.public:
-        key = {"$ref": "#/components/parameters/X-Idempotency-Key"}
+        key: Schema = {"$ref": "#/components/parameters/X-Idempotency-Key"}
         if rpc.idempotency_key_required:
             key = {
                 "name": "X-Idempotency-Key",

@@ -19,12 +19,21 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from server.contract.json_rules import FLOAT_TYPES, INT32_TYPES, INT64_TYPES, UINT32_TYPES, is_map
+from server.contract.json_rules import (
+    FLOAT_TYPES,
+    INT32_TYPES,
+    INT64_TYPES,
+    UINT32_TYPES,
+    containing_type,
+    enum_type,
+    is_map,
+    message_type,
+)
 
 Schema = dict[str, Any]
 Comments = dict[str, str]  # "pkg.Message" / "pkg.Message.field" / "pkg.Enum" -> leading comment
 
-_WRAPPERS = {
+_WRAPPERS: dict[str, Schema] = {
     "google.protobuf.StringValue": {"type": "string"},
     "google.protobuf.BytesValue": {"type": "string", "contentEncoding": "base64"},
     "google.protobuf.BoolValue": {"type": "boolean"},
@@ -87,12 +96,12 @@ class SchemaBuilder:
         for field in message.fields:
             if field.name in skip:
                 continue
-            schema = self.field(field, output=output)
-            properties[field.name] = schema
+            field_schema = self.field(field, output=output)
+            properties[field.name] = field_schema
             if output and not field.has_presence:
                 required.append(field.name)  # always printed ([] / {} / "" / 0 / the zero enum)
             if not output and field.json_name != field.name:
-                properties[field.json_name] = {**schema, "description": f"Same as `{field.name}`."}
+                properties[field.json_name] = {**field_schema, "description": f"Same as `{field.name}`."}
         schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
         if required:
             schema["required"] = required
@@ -103,13 +112,13 @@ class SchemaBuilder:
 
     def field(self, field: FieldDescriptor, *, output: bool) -> Schema:
         if is_map(field):
-            value = field.message_type.fields_by_name["value"]
+            value = message_type(field).fields_by_name["value"]
             schema: Schema = {"type": "object", "additionalProperties": self.single(value, output=output)}
         elif field.is_repeated:
             schema = {"type": "array", "items": self.single(field, output=output)}
         else:
             schema = self.single(field, output=output)
-        description = self.comments.get(f"{field.containing_type.full_name}.{field.name}")
+        description = self.comments.get(f"{containing_type(field).full_name}.{field.name}")
         if description:  # OpenAPI 3.1 allows siblings next to a $ref
             schema = {**schema, "description": description}
         return schema
@@ -118,16 +127,17 @@ class SchemaBuilder:
         """One value of the field (an element, for repeated ones)."""
         kind = field.type
         if kind == FieldDescriptor.TYPE_MESSAGE or kind == FieldDescriptor.TYPE_GROUP:
-            return self.ref(field.message_type, output=output)
+            return self.ref(message_type(field), output=output)
         if kind == FieldDescriptor.TYPE_ENUM:
             return self.enum(field)
         return scalar_schema(kind, output=output)
 
     def enum(self, field: FieldDescriptor) -> Schema:
-        if field.enum_type.full_name == "google.protobuf.NullValue":
+        enum = enum_type(field)
+        if enum.full_name == "google.protobuf.NullValue":
             return {"type": "null"}
-        schema: Schema = {"type": "string", "enum": [v.name for v in field.enum_type.values]}
-        description = self.comments.get(field.enum_type.full_name)
+        schema: Schema = {"type": "string", "enum": [v.name for v in enum.values]}
+        description = self.comments.get(enum.full_name)
         if description:
             schema["description"] = description
         return schema

@@ -47,6 +47,12 @@ def error_text(body: Any) -> str:
     return "; ".join(parts)
 
 
+def _object(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of an answer; {} for anything else (no body, not JSON, an array, ...)."""
+    body = json_or_empty(response)
+    return body if isinstance(body, dict) else {}
+
+
 class JiraConnector:
     target = TargetSystem.JIRA
     external = True
@@ -132,7 +138,7 @@ class JiraConnector:
             response = self._post(CREATE, {"fields": self._fields(request)})
         except Rejected as exc:
             return as_domain_error(self.target, "issue", exc)
-        key = json_or_empty(response).get("key")
+        key = _object(response).get("key")
         if not isinstance(key, str) or not key:
             return TargetDown("JIRA answered without an issue key", maybe_created=True)
         return TicketRef(key, acknowledged=True)
@@ -143,28 +149,29 @@ class JiraConnector:
         body = {"issueUpdates": [{"fields": self._fields(batch[i])} for i in pending]}
         try:
             response = self._post(BULK, body)
-            created = json_or_empty(response)
+            created = _object(response)
         except Rejected as exc:
             # 400 when every element failed: the body still says which and why.
-            created = exc.body if isinstance(exc.body, dict) else None
-            if created is None or not created.get("errors"):
+            created = exc.body if isinstance(exc.body, dict) else {}
+            if not created.get("errors"):
                 error = as_domain_error(self.target, "issue", exc)
                 for i in pending:
                     results[i] = error
                 return
         failed: dict[int, DomainError] = {}
         for item in created.get("errors") or []:
-            number = item.get("failedElementNumber")
+            number = item.get("failedElementNumber") if isinstance(item, dict) else None
             if isinstance(number, int) and 0 <= number < len(pending):
                 text = error_text(item.get("elementErrors"))
                 failed[number] = as_domain_error(
                     self.target, "issue", Rejected(int(item.get("status") or 400), text)
                 )
-        issues = [x.get("key") for x in created.get("issues") or [] if isinstance(x, dict)]
+        keys = [x.get("key") for x in created.get("issues") or [] if isinstance(x, dict)]
+        issues = [k for k in keys if isinstance(k, str) and k]
         succeeded = [n for n in range(len(pending)) if n not in failed]
         for n, error in failed.items():
             results[pending[n]] = error
-        if len(issues) == len(succeeded) and all(isinstance(k, str) and k for k in issues):
+        if len(issues) == len(keys) == len(succeeded):
             for n, key in zip(succeeded, issues, strict=True):
                 results[pending[n]] = TicketRef(key, acknowledged=True)
             return
@@ -200,10 +207,13 @@ class JiraConnector:
                 raise
             found: dict[str, str] = {}
             wanted = set(markers)
-            for issue in json_or_empty(response).get("issues") or []:
-                labels = (issue.get("fields") or {}).get("labels") or []
-                for label in labels:
-                    if label in wanted and label not in found and issue.get("key"):
-                        found[label] = issue["key"]
+            for issue in _object(response).get("issues") or []:
+                fields = issue.get("fields") if isinstance(issue, dict) else None
+                key = issue.get("key") if isinstance(issue, dict) else None
+                if not isinstance(fields, dict) or not isinstance(key, str) or not key:
+                    continue
+                for label in fields.get("labels") or []:
+                    if isinstance(label, str) and label in wanted and label not in found:
+                        found[label] = key
             return found
         return {}

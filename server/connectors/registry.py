@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from server.connectors.http import HttpSettings, TargetHttp, build_client
 from server.connectors.jira import JiraConnector
 from server.connectors.manual import ManualConnector
@@ -13,7 +15,17 @@ from server.domain.dispatch import Connector, TargetSystem
 from server.domain.errors import FailedPrecondition
 from server.domain.targets import TargetConfig
 
-_HTTP_CONNECTORS = {
+
+class _HttpConnectorClass(Protocol):
+    """A connector class that calls out over HTTP: its `external` flag and its constructor."""
+
+    @property
+    def external(self) -> bool: ...
+
+    def __call__(self, config: TargetConfig, http: TargetHttp) -> Connector: ...
+
+
+_HTTP_CONNECTORS: dict[TargetSystem, _HttpConnectorClass] = {
     TargetSystem.JIRA: JiraConnector,
     TargetSystem.SERVICENOW: ServiceNowConnector,
     TargetSystem.WEBHOOK: WebhookConnector,

@@ -5,7 +5,7 @@ need it: the OpenAPI schemas (server/codegen/), and the /v1/bulk transcoder and 
 
 from __future__ import annotations
 
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
 # Integer field types and the values each holds (out of range is a 400, as Envoy answers).
 INT_RANGES: dict[int, tuple[int, int]] = {
@@ -58,3 +58,24 @@ STRING_FORM_MESSAGES = frozenset(
 def is_map(field: FieldDescriptor) -> bool:
     """A map field (a repeated message of the generated *Entry type): a JSON object."""
     return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+def message_type(field: FieldDescriptor) -> Descriptor:
+    """The type of a message (group, map) field; the descriptor's attribute is None for others."""
+    if field.message_type is None:
+        raise TypeError(f"{field.full_name} is not a message field")
+    return field.message_type
+
+
+def enum_type(field: FieldDescriptor) -> EnumDescriptor:
+    """The type of an enum field; the descriptor's attribute is None for others."""
+    if field.enum_type is None:
+        raise TypeError(f"{field.full_name} is not an enum field")
+    return field.enum_type
+
+
+def containing_type(field: FieldDescriptor) -> Descriptor:
+    """The message a field belongs to (every field of a message has one; the stub says optional)."""
+    if field.containing_type is None:
+        raise TypeError(f"{field.full_name} belongs to no message")
+    return field.containing_type

@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from google.api import annotations_pb2, http_pb2  # noqa: F401 - registers google.api.http
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.extension_dict import _ExtensionFieldDescriptor
 
 OPTIONS_PACKAGE = "reconrouter.api.v1"
 PACKAGE_PREFIX = "reconrouter."
@@ -90,7 +93,9 @@ class _OptionReader:
         self._options_class = message_factory.GetMessageClass(
             pool.FindMessageTypeByName("google.protobuf.MethodOptions")
         )
-        self._http = pool.FindExtensionByName("google.api.http")
+        self._http: _ExtensionFieldDescriptor[Message, http_pb2.HttpRule] = _extension(
+            pool, "google.api.http"
+        )
         self._pool = pool
 
     def read(self, method: MethodDescriptor) -> tuple[Message, list[http_pb2.HttpRule]]:
@@ -102,10 +107,17 @@ class _OptionReader:
 
     def option(self, options: Message, name: str, default: Any) -> Any:
         try:
-            extension = self._pool.FindExtensionByName(f"{OPTIONS_PACKAGE}.{name}")
+            extension = _extension(self._pool, f"{OPTIONS_PACKAGE}.{name}")
         except KeyError:
             return default
         return options.Extensions[extension]
+
+
+def _extension(pool: descriptor_pool.DescriptorPool, name: str) -> _ExtensionFieldDescriptor[Message, Any]:
+    """An extension of `pool`, as the key of a message's Extensions."""
+    # cast: the stubs key Extensions by the typed descriptors generated modules declare; one found
+    # in a pool at run time is a plain FieldDescriptor (the same object).
+    return cast("_ExtensionFieldDescriptor[Message, Any]", pool.FindExtensionByName(name))
 
 
 def read_methods(

@@ -116,7 +116,9 @@ class DispatchRecord:
         return self.completed_at is not None
 
 
-def apply_ticket(exception: ReconException, target: TargetSystem, reference: str, now: datetime):
+def apply_ticket(
+    exception: ReconException, target: TargetSystem, reference: str, now: datetime
+) -> ReconException:
     """Records where the ticket lives. Not mark_dispatched: the ticket exists even when the exception
     was resolved while the call ran, and the record must say so."""
     return replace(exception, external_system=target.value, external_issue_id=reference, updated_at=now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from types import TracebackType
 from typing import Protocol, Self
 
 from server.domain.dispatch import Connector, DispatchRecord, TargetSystem
@@ -84,10 +85,18 @@ class ConnectorFactory(Protocol):
 
 
 class TokenRecord(Protocol):
-    id: str
-    tenant_id: str
-    scopes: frozenset[str]
-    revoked_at: datetime | None
+    # Read-only (properties): a frozen dataclass, say, satisfies them.
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def scopes(self) -> frozenset[str]: ...
+
+    @property
+    def revoked_at(self) -> datetime | None: ...
 
 
 class TokenRepository(Protocol):
@@ -105,15 +114,28 @@ class TokenRepository(Protocol):
 class UnitOfWork(Protocol):
     """One database transaction. Commits when the block ends normally, rolls back otherwise."""
 
-    exceptions: ExceptionRepository
-    history: HistoryRepository
-    dispatches: DispatchRepository
-    targets: TargetRepository
-    tokens: TokenRepository
+    # Read-only (properties), so an adapter may hold its own repository classes: a settable protocol
+    # attribute would have to be exactly these protocol types.
+    @property
+    def exceptions(self) -> ExceptionRepository: ...
+
+    @property
+    def history(self) -> HistoryRepository: ...
+
+    @property
+    def dispatches(self) -> DispatchRepository: ...
+
+    @property
+    def targets(self) -> TargetRepository: ...
+
+    @property
+    def tokens(self) -> TokenRepository: ...
 
     def __enter__(self) -> Self: ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
 class UnitOfWorkFactory(Protocol):

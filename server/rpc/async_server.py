@@ -42,15 +42,19 @@ class WireContext(RecordingContext):
     def __init__(self, call: aio.ServicerContext) -> None:
         super().__init__()
         self._call = call
-        self._metadata: tuple | None = None
+        self._metadata: tuple[tuple[str, str | bytes], ...] | None = None
 
     def invocation_metadata(self):
         # grpc builds a new tuple on every ask; the interceptors ask for several headers.
         if self._metadata is None:
-            self._metadata = self._call.invocation_metadata() or ()
+            # tuple() returns grpc's tuple itself (and turns an aio.Metadata, as the stubs type it,
+            # into one).
+            self._metadata = tuple(self._call.invocation_metadata() or ())
         return self._metadata
 
-    def time_remaining(self) -> float | None:
+    # None without a deadline, as grpc documents for ServicerContext.time_remaining (its stub says
+    # float) and as grpc.aio's context returns.
+    def time_remaining(self) -> float | None:  # type: ignore[override]
         return self._call.time_remaining()
 
     def is_active(self) -> bool:

@@ -59,8 +59,9 @@ def exception_to_proto(e: ReconException) -> pb.ReconciliationException:
     message = pb.ReconciliationException(
         id=e.id,
         transaction_id=e.transaction_id,
-        severity=pb.Severity.Value(e.severity.name),
-        status=pb.ExceptionStatus.Value(e.status.name),
+        # By name: the domain's enum names are the proto's value names.
+        severity=e.severity.name,
+        status=e.status.name,
         reason=e.reason,
         source=e.source,
         metadata=e.metadata,

@@ -6,18 +6,20 @@ costs a function call, not a network round trip.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
 
 
-class _CallDetails(NamedTuple):
+@dataclass
+class _CallDetails:
     """grpc.HandlerCallDetails of a resolution made once, ahead of any call (so no metadata)."""
 
     method: str
-    invocation_metadata: tuple = ()
+    invocation_metadata: tuple[tuple[str, str | bytes], ...] = ()
 
 
 class HandlerCollector:
@@ -52,10 +54,25 @@ def intercepted(
     change more than the behaviour (the request guard wraps the request deserializer)."""
     details = _CallDetails(method)
     for interceptor in reversed(interceptors):
-        handler = interceptor.intercept_service(lambda _details, inner=handler: inner, details)
-        if handler is None:
+        wrapped = interceptor.intercept_service(_continuation(handler), details)
+        if wrapped is None:
             return None
+        handler = wrapped
     return handler
+
+
+def _continuation(
+    handler: grpc.RpcMethodHandler,
+) -> Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler]:
+    """What an interceptor calls for the handler beneath it: always that handler."""
+    return lambda _details: handler
+
+
+def unary_behaviour(method: str, handler: grpc.RpcMethodHandler) -> Behavior:
+    """The behaviour of a unary-unary handler; the contract has no streaming RPCs (refused at start)."""
+    if handler.unary_unary is None:
+        raise TypeError(f"{method} is not a unary RPC")
+    return handler.unary_unary
 
 
 def intercepted_handlers(
@@ -89,7 +106,7 @@ class InProcessHandlers:
         methods: Iterable[str],
     ) -> InProcessHandlers:
         handlers = intercepted_handlers(register, interceptors, methods)
-        return cls({method: handler.unary_unary for method, handler in handlers.items()})
+        return cls({method: unary_behaviour(method, handler) for method, handler in handlers.items()})
 
     def get(self, method: str) -> Behavior | None:
         return self._behaviours.get(method)

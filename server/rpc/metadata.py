@@ -5,7 +5,8 @@ import grpc
 
 def metadata_value(context: grpc.ServicerContext, name: str) -> str | None:
     """First value of a request metadata key (keys arrive lower-cased)."""
-    for item in context.invocation_metadata() or ():
-        if item.key == name:
-            return item.value if isinstance(item.value, str) else None
+    # Unpacked, not .key/.value: grpc's items are (key, value) namedtuples, its stubs say plain tuples.
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else None
     return None

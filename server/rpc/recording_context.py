@@ -10,6 +10,7 @@ the trailing metadata and, when the call aborted, its status.
 from __future__ import annotations
 
 from collections import namedtuple
+from typing import NoReturn
 
 import grpc
 
@@ -25,7 +26,10 @@ class RecordingContext(grpc.ServicerContext):
 
     def __init__(self) -> None:
         self.initial_metadata: tuple[tuple[str, str], ...] | None = None
-        self.trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
+        # An attribute where grpc.ServicerContext has an (experimental) trailing_metadata() method:
+        # what was recorded is read here (server/bulk/results.py, the tests), and nothing calls the
+        # method on these contexts.
+        self.trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()  # type: ignore[assignment]
         self.code: grpc.StatusCode | None = None
         self.details: str = ""
 
@@ -37,11 +41,11 @@ class RecordingContext(grpc.ServicerContext):
     def set_trailing_metadata(self, trailing_metadata) -> None:
         self.trailing_metadata = tuple(trailing_metadata)
 
-    def abort(self, code: grpc.StatusCode, details: str):
+    def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
         self.code, self.details = code, details
         raise CallAborted(details)
 
-    def abort_with_status(self, status: grpc.Status):
+    def abort_with_status(self, status: grpc.Status) -> NoReturn:
         self.set_trailing_metadata(status.trailing_metadata or ())
         self.abort(status.code, status.details)
 
@@ -53,7 +57,7 @@ class RecordingContext(grpc.ServicerContext):
 
     # -- the rest of grpc.ServicerContext: nothing here uses them, but the interface is whole ---
 
-    def cancel(self) -> None:
+    def cancel(self) -> NoReturn:
         self.code, self.details = grpc.StatusCode.CANCELLED, "cancelled"
         raise CallAborted("cancelled")
 

@@ -13,7 +13,7 @@ import grpc
 
 from server.contract.methods import MethodInfo, service_names
 from server.rpc.async_server import AsyncServer, serve_behaviour
-from server.rpc.handlers import InProcessHandlers, intercepted_handlers
+from server.rpc.handlers import InProcessHandlers, intercepted_handlers, unary_behaviour
 
 MAX_METADATA_BYTES = 128 * 1024
 
@@ -54,7 +54,9 @@ def build_server(
     handlers = {
         method: grpc.unary_unary_rpc_method_handler(
             serve_behaviour(
-                wrapped.unary_unary, inline=reads_inline and not methods[method].mutating, pool=pool
+                unary_behaviour(method, wrapped),
+                inline=reads_inline and not methods[method].mutating,
+                pool=pool,
             ),
             request_deserializer=wrapped.request_deserializer,
             response_serializer=wrapped.response_serializer,

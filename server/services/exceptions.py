@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -153,6 +154,7 @@ class ExceptionService:
             raise NotFound("exception not found")
         return found
 
+    # Below this method, `list` in this class's annotations names the method: they say builtins.list.
     def list(self, principal: Principal, request: ListRequest) -> Page[ReconException]:
         v = Violations()
         limit = parse_limit(request.limit, v)
@@ -193,7 +195,7 @@ class ExceptionService:
 
     # -- bulk changes ---------------------------------------------------------------------
 
-    def bulk_assign(self, principal: Principal, raw_ids: list[str], assignee: str) -> BulkOutcome:
+    def bulk_assign(self, principal: Principal, raw_ids: builtins.list[str], assignee: str) -> BulkOutcome:
         v = Violations()
         if not assignee.strip():
             v.add("assignee", "is required")
@@ -211,7 +213,7 @@ class ExceptionService:
         return self._bulk_change(principal, ids, apply)
 
     def bulk_resolve(
-        self, principal: Principal, raw_ids: list[str], resolution: str, reason: str
+        self, principal: Principal, raw_ids: builtins.list[str], resolution: str, reason: str
     ) -> BulkOutcome:
         v = Violations()
         if not resolution.strip():
@@ -238,7 +240,7 @@ class ExceptionService:
     def _bulk_change(
         self,
         principal: Principal,
-        ids: list[str],
+        ids: builtins.list[str],
         apply: Callable[[ReconException, datetime], tuple[ReconException, HistoryEntry]],
     ) -> BulkOutcome:
         """One read of all rows, per-item rules, one batched write: O(1) statements per batch."""

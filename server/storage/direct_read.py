@@ -14,7 +14,7 @@ wrapped error (what server/storage/failures.py translates into 503) and invalida
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ Processor = Callable[[Any], Any] | None
 class _Compiled:
     sql: str
     positional: tuple[str, ...] | None  # parameter order for positional paramstyles (SQLite's "?")
-    binds: dict[str, Processor]
+    binds: Mapping[str, Processor]
     # A column's processor may depend on the type the driver reports (cursor.description), as in
     # SQLAlchemy itself: made at the first execution.
     results: tuple[Processor, ...] | None = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,6 +36,9 @@ from server.domain.idempotency import (
 )
 from server.storage.tables import idempotency_keys as t
 from server.storage.uow import SqlUnitOfWork, SqlUnitOfWorkFactory
+
+if TYPE_CHECKING:
+    from server.domain.idempotency import KeyStore
 
 # Each lost race means the row changed under us; after this many the key is plainly busy.
 _CLAIM_ATTEMPTS = 3
@@ -186,3 +189,10 @@ class SqlIdempotencyStore:
         expired = sa.select(t.c.tenant_id, t.c.rpc, t.c.key).where(t.c.expires_at <= now).limit(_PURGE_BATCH)
         # Row-value IN (subquery): one statement, supported by SQLite 3.15+ and PostgreSQL.
         return conn.execute(sa.delete(t).where(pk.in_(expired))).rowcount
+
+
+# Conformance: mypy checks the adapter against the protocol it implements (nothing runs).
+if TYPE_CHECKING:
+
+    def _conforms(store: SqlIdempotencyStore) -> KeyStore:
+        return store

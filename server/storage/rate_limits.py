@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from server.storage.tables import rate_limit_counters as counters
 from server.storage.uow import SqlUnitOfWorkFactory
+
+if TYPE_CHECKING:
+    from server.services.rate_limit import CounterStore
 
 
 class SqlCounterStore:
@@ -50,3 +55,10 @@ class SqlCounterStore:
                 )
         previous = next((row.calls for row in rows if row.window_index == window - 1), 0)
         return current, previous
+
+
+# Conformance: mypy checks the adapter against the protocol it implements (nothing runs).
+if TYPE_CHECKING:
+
+    def _conforms(store: SqlCounterStore) -> CounterStore:
+        return store

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from sqlalchemy.engine import Connection, Engine, RootTransaction
 
@@ -28,6 +28,9 @@ from server.storage.repositories import (
     SqlTargetRepository,
     SqlTokenRepository,
 )
+
+if TYPE_CHECKING:
+    from server.domain.ports import UnitOfWork, UnitOfWorkFactory
 
 
 class SqlUnitOfWork:
@@ -205,3 +208,13 @@ def _check_joinable(outer: SqlUnitOfWork, write: bool) -> None:
     # On SQLite a read transaction cannot safely become a write one (see engine.py).
     if write and not outer.write:
         raise RuntimeError("a write unit of work cannot join a read-only outer one")
+
+
+# Conformance: mypy checks the adapter against the protocol it implements (nothing runs).
+if TYPE_CHECKING:
+
+    def _uow_conforms(uow: SqlUnitOfWork) -> UnitOfWork:
+        return uow
+
+    def _factory_conforms(factory: SqlUnitOfWorkFactory) -> UnitOfWorkFactory:
+        return factory

@@ -156,3 +156,10 @@ def test_data_as_json_text_or_object_and_numbers_stay_integers():
     assert planned[0].body == planned[1].body == {"limit": 5}
     assert isinstance(planned[1].body["limit"], int)
     assert not planned[2].has_body
+
+
+def test_a_number_past_pythons_digit_limit_in_data_is_a_400_naming_the_field_not_a_500():
+    # json.loads raises a ValueError without .msg for integers of more than 4300 digits.
+    found = violations(batch({"url": "/v1/exceptions", "method": "POST", "data": "1" * 5000}))
+    assert set(found) == {"requests[0].data"}
+    assert "4300 digits" in found["requests[0].data"]

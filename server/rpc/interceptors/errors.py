@@ -33,14 +33,14 @@ class ErrorInterceptor(UnaryInterceptor):
         except DomainError as error:
             self._abort(context, error)
         except Exception as exc:
-            error = self._translate(exc)
-            if error is None:
+            translated = self._translate(exc)
+            if translated is None:
                 # The stack trace goes to the log (with the request id), never to the caller.
                 log.exception("unexpected error in %s", method)
-                error = InternalError("internal error; quote the request id when reporting it")
+                translated = InternalError("internal error; quote the request id when reporting it")
             else:
-                log.warning("%s in %s: %s", error.reason, method, type(exc).__name__)
-            self._abort(context, error)
+                log.warning("%s in %s: %s", translated.reason, method, type(exc).__name__)
+            self._abort(context, translated)
 
     @staticmethod
     def _abort(context: grpc.ServicerContext, error: DomainError) -> None:

@@ -77,9 +77,14 @@ def nul_field(message: Message) -> str | None:
 
 class RequestGuardInterceptor(UnaryInterceptor):
     def adapt(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        if handler.request_deserializer is None:
+        if handler.request_deserializer is None or handler.unary_unary is None:
             return handler
-        return handler._replace(request_deserializer=tolerant(handler.request_deserializer))
+        # The same unary handler with the tolerant deserializer (UnaryInterceptor adapts unary ones).
+        return grpc.unary_unary_rpc_method_handler(
+            handler.unary_unary,
+            request_deserializer=tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
 
     def around(self, method: str, request: Any, context: grpc.ServicerContext, proceed: Behavior) -> Any:
         if isinstance(request, UndecodableRequest):

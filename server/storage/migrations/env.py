@@ -31,7 +31,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(config.get_main_option("sqlalchemy.url"), pool_size=1)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no database URL: set sqlalchemy.url in the Alembic configuration")
+    engine = make_engine(url, pool_size=1)
     try:
         with engine.connect() as connection:
             _run(connection.execution_options(write=True))

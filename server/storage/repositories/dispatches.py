@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -12,6 +12,9 @@ from sqlalchemy.engine import Connection, Row
 
 from server.domain.dispatch import DispatchRecord, TargetSystem
 from server.storage.tables import dispatches as t
+
+if TYPE_CHECKING:
+    from server.domain.ports import DispatchRepository
 
 # A record may be written twice: pending before the call to the target, completed after it (or a
 # retry completes a pending record left by a crash). Only the outcome changes; identity and
@@ -153,3 +156,10 @@ class SqlDispatchRepository:
             self._conn.execute(sa.delete(t).where(mine))
         else:
             self._conn.execute(sa.update(t).where(mine).values(claim_id=None))
+
+
+# Conformance: mypy checks the adapter against the protocol it implements (nothing runs).
+if TYPE_CHECKING:
+
+    def _conforms(repository: SqlDispatchRepository) -> DispatchRepository:
+        return repository

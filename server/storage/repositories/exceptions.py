@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -13,6 +13,9 @@ from server.domain.paging import ExceptionQuery
 from server.storage.direct_read import DirectRead
 from server.storage.repositories._common import canonical_uuid, canonical_uuids, keyset_after
 from server.storage.tables import exceptions as t
+
+if TYPE_CHECKING:
+    from server.domain.ports import ExceptionRepository
 
 SORT_COLUMNS: dict[str, sa.Column[Any]] = {
     "created_at": t.c.created_at,
@@ -178,3 +181,10 @@ class SqlExceptionRepository:
         order = [k.desc() for k in keys] if query.descending else [k.asc() for k in keys]
         stmt = sa.select(t).where(*where).order_by(*order).limit(query.limit + 1)
         return [_from_row(r) for r in self._conn.execute(stmt)]
+
+
+# Conformance: mypy checks the adapter against the protocol it implements (nothing runs).
+if TYPE_CHECKING:
+
+    def _conforms(repository: SqlExceptionRepository) -> ExceptionRepository:
+        return repository

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -11,6 +11,9 @@ from server.domain.history import Action, HistoryEntry
 from server.domain.paging import PageAfter
 from server.storage.repositories._common import canonical_uuid, keyset_after
 from server.storage.tables import exception_history as t
+
+if TYPE_CHECKING:
+    from server.domain.ports import HistoryRepository
 
 
 def _from_row(r: Row[Any]) -> HistoryEntry:
@@ -59,3 +62,10 @@ class SqlHistoryRepository:
             where.append(keyset_after(t.c.created_at, t.c.id, "created_at", after, descending=False))
         stmt = sa.select(t).where(*where).order_by(t.c.created_at, t.c.id).limit(limit + 1)
         return [_from_row(r) for r in self._conn.execute(stmt)]
+
+
+# Conformance: mypy checks the adapter against the protocol it implements (nothing runs).
+if TYPE_CHECKING:
+
+    def _conforms(repository: SqlHistoryRepository) -> HistoryRepository:
+        return repository

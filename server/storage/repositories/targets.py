@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -11,6 +11,9 @@ from sqlalchemy.engine import Connection, Row
 from server.domain.dispatch import TargetSystem
 from server.domain.targets import StoredTarget
 from server.storage.tables import targets as t
+
+if TYPE_CHECKING:
+    from server.domain.ports import TargetRepository
 
 
 def _from_row(r: Row[Any]) -> StoredTarget:
@@ -61,3 +64,10 @@ class SqlTargetRepository:
             sa.delete(t).where(t.c.tenant_id == tenant_id, t.c.target_system == target.value)
         )
         return result.rowcount > 0
+
+
+# Conformance: mypy checks the adapter against the protocol it implements (nothing runs).
+if TYPE_CHECKING:
+
+    def _conforms(repository: SqlTargetRepository) -> TargetRepository:
+        return repository

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from server.storage.direct_read import DirectRead
 from server.storage.tables import tokens as t
+
+if TYPE_CHECKING:
+    from server.domain.ports import TokenRecord, TokenRepository
 
 # Every authenticated call runs this: built once (see the exceptions repository's _GET).
 _FIND_BY_HASH = sa.select(t.c.id, t.c.tenant_id, t.c.name, t.c.scopes, t.c.revoked_at).where(
@@ -67,3 +71,13 @@ class SqlTokenRepository:
 
     def count(self) -> int:
         return self._conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+
+
+# Conformance: mypy checks the adapter against the protocol it implements (nothing runs).
+if TYPE_CHECKING:
+
+    def _repository_conforms(repository: SqlTokenRepository) -> TokenRepository:
+        return repository
+
+    def _row_conforms(row: TokenRow) -> TokenRecord:
+        return row
