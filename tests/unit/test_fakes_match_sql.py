@@ -1,0 +1,360 @@
+"""The fakes of tests/unit/fakes.py answer like the SQL adapters they stand in for: each scenario runs
+once on the real repositories over a throwaway SQLite file and once on the fakes, and the answers
+must be equal. This keeps the fakes honest where their behaviour is intricate (keyset paging,
+upserts, dispatch claims, idempotency keys, transactions)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from server.domain.dispatch import DispatchRecord, TargetSystem
+from server.domain.errors import DomainError
+from server.domain.exceptions import ReconException, Severity, Status
+from server.domain.history import Action, HistoryEntry
+from server.domain.idempotency import KeyScope, Policy
+from server.domain.paging import SORT_FIELDS, ExceptionFilter, ExceptionQuery, PageAfter, sort_value
+from server.domain.targets import StoredTarget
+from server.storage.engine import make_engine
+from server.storage.idempotency import SqlIdempotencyStore
+from server.storage.migrate import upgrade
+from server.storage.rate_limits import SqlCounterStore
+from server.storage.tables import metadata
+from server.storage.uow import SqlUnitOfWorkFactory
+from tests.unit.fakes import FakeCounterStore, FakeKeyStore, FakeUnitOfWorkFactory
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+IDS = [str(uuid.UUID(int=(i * 0x9E3779B97F4A7C15) % (1 << 128), version=4)) for i in range(1, 41)]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('fakes') / 'contract.db'}"
+    upgrade(url)
+    engine = make_engine(url, pool_size=2)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def both(engine) -> Callable[[Callable[[Any], Any]], None]:
+    """both(scenario): runs scenario(factory) on SQL and on the fakes; their answers must be equal."""
+
+    def run(scenario: Callable[[Any], Any]) -> None:
+        with engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+        assert scenario(FakeUnitOfWorkFactory()) == scenario(SqlUnitOfWorkFactory(engine))
+
+    return run
+
+
+def exception(i: int, tenant: str = "tenant-a", **fields: Any) -> ReconException:
+    created = T0 + timedelta(seconds=i % 4)
+    values: dict[str, Any] = {
+        "id": IDS[i],
+        "tenant_id": tenant,
+        "transaction_id": f"txn-{i}",
+        "severity": Severity(i % 4 + 1),
+        "status": Status((i // 4) % 4 + 1),
+        "created_at": created,
+        "updated_at": created + timedelta(hours=i % 2),
+        "occurred_at": created,
+        "assigned_to": "alice" if i % 3 == 0 else None,
+        "external_system": "jira" if i % 5 == 0 else None,
+    }
+    values.update(fields)
+    return ReconException(**values)
+
+
+def outcome(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except DomainError as err:
+        return (type(err).__name__, err.reason)
+
+
+# -- exceptions ---------------------------------------------------------------------------------------
+
+
+def walk(uow, flt: ExceptionFilter, sort_by: str, descending: bool, limit: int) -> list[list[str]]:
+    pages, after = [], None
+    while True:
+        with uow(write=False) as u:
+            rows = u.exceptions.list("tenant-a", ExceptionQuery(flt, sort_by, descending, limit, after))
+        pages.append([e.id for e in rows])
+        if len(rows) <= limit:
+            return pages
+        last = rows[limit - 1]
+        after = PageAfter(sort_value(last, sort_by), last.id)
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        ExceptionFilter(),
+        ExceptionFilter(status=Status.ASSIGNED),
+        ExceptionFilter(assigned_to="alice", severity=Severity.LOW),
+        ExceptionFilter(external_system=" Jira "),
+        ExceptionFilter(date_from=T0 + timedelta(seconds=1), date_to=T0 + timedelta(seconds=3)),
+    ],
+    ids=["none", "status", "assignee+severity", "external", "dates"],
+)
+def test_exception_listing_walks_alike(both, flt):
+    def scenario(uow):
+        with uow(write=True) as u:
+            u.exceptions.add_many([exception(i) for i in range(30)])
+            u.exceptions.add_many([exception(i, "tenant-b") for i in range(30, 36)])
+        return [walk(uow, flt, s, d, limit) for s in SORT_FIELDS for d in (False, True) for limit in (1, 7)]
+
+    both(scenario)
+
+
+def test_exception_reads_writes_and_bad_cursors_alike(both):
+    def scenario(uow):
+        with uow(write=True) as u:
+            u.exceptions.add_many(
+                [exception(1, amount=Decimal("12.5")), exception(2), exception(3, "tenant-b")]
+            )
+        with uow(write=True) as u:
+            changed = exception(
+                1, status=Status.RESOLVED, external_system="manual", created_at=T0 - timedelta(days=9)
+            )
+            u.exceptions.update_many([changed, exception(3, "tenant-a", transaction_id="stolen")])
+        with uow(write=False) as u:
+            got = (
+                u.exceptions.get("tenant-a", IDS[1].upper()),
+                u.exceptions.get("tenant-b", IDS[1]),
+                u.exceptions.get("tenant-a", "not-a-uuid"),
+                u.exceptions.get_many("tenant-a", [IDS[2], IDS[1], IDS[1].upper(), IDS[3], "junk"]),
+                u.exceptions.get("tenant-b", IDS[3]).transaction_id,
+            )
+            query = ExceptionQuery(ExceptionFilter(), "severity", False, 5, PageAfter(9, IDS[1]))
+            bad = [
+                outcome(lambda q=q: u.exceptions.list("tenant-a", q))
+                for q in (
+                    query,
+                    ExceptionQuery(ExceptionFilter(), "created_at", True, 5, PageAfter("yesterday", IDS[1])),
+                    ExceptionQuery(ExceptionFilter(), "id", True, 5, PageAfter("", "not-a-uuid")),
+                )
+            ]
+        return got, bad
+
+    both(scenario)
+
+
+# -- history, dispatches, targets, tokens ---------------------------------------------------------
+
+
+def test_history_alike(both):
+    def scenario(uow):
+        e, other = exception(1), exception(2, "tenant-b")
+        entries = [
+            HistoryEntry(
+                IDS[10 + i], "tenant-a", e.id, Action.ASSIGN, "actor", T0 + timedelta(seconds=i // 3), {}
+            )
+            for i in range(8)
+        ]
+        entries[0] = HistoryEntry(
+            IDS[10],
+            "tenant-a",
+            e.id,
+            Action.CREATE,
+            "a",
+            T0,
+            {"amount": Decimal("1.50"), "at": T0, "n": None},
+        )
+        with uow(write=True) as u:
+            u.exceptions.add_many([e, other])
+            u.history.add_many(
+                [*reversed(entries), HistoryEntry(IDS[30], "tenant-b", other.id, Action.CREATE, "b", T0)]
+            )
+        pages = []
+        for limit in (1, 3, 8):
+            after = None
+            while True:
+                with uow(write=False) as u:
+                    rows = u.history.list("tenant-a", e.id.upper(), after, limit)
+                pages.append(rows)
+                if len(rows) <= limit:
+                    break
+                after = PageAfter(sort_value(rows[limit - 1], "created_at"), rows[limit - 1].id)
+        with uow(write=False) as u:
+            others = (
+                u.history.list("tenant-b", e.id, None, 10),
+                u.history.list("tenant-a", "junk", None, 10),
+            )
+        return pages, others
+
+    both(scenario)
+
+
+def test_dispatch_claims_alike(both):
+    def record(i: int, **fields: Any) -> DispatchRecord:
+        fields.setdefault("created_at", T0)
+        return DispatchRecord(f"key-{i}", "tenant-a", IDS[i], TargetSystem.JIRA, "Q", **fields)
+
+    def scenario(uow):
+        answers = []
+        with uow(write=True) as u:
+            u.exceptions.add_many([exception(i) for i in range(1, 5)])
+            u.dispatches.add_many([record(4, claim_id="old", claimed_at=T0, attempts=3)])
+
+        def step(fn):
+            with uow(write=True) as u:
+                answers.append(fn(u.dispatches))
+                answers.append(u.dispatches.get_many("tenant-a", [f"key-{i}" for i in range(1, 5)]))
+
+        t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=10)
+        step(
+            lambda d: d.claim(
+                [record(1), record(2), record(3), record(4)], "c1", t1, T0 - timedelta(minutes=5)
+            )
+        )
+        step(
+            lambda d: d.claim([record(1), record(4)], "c2", t1, T0)
+        )  # c1's claims are live, "old" is not stale
+        step(lambda d: d.release("tenant-a", "c2", ["key-1"], forget=True))  # not c2's: nothing happens
+        step(lambda d: d.release("tenant-a", "c1", ["key-1"], forget=True))
+        step(lambda d: d.release("tenant-a", "c1", ["key-2"], forget=False))
+        step(
+            lambda d: d.claim(
+                [record(1), record(2), record(3), record(4)], "c3", t2, t2 - timedelta(minutes=5)
+            )
+        )
+        done = record(2, external_reference="J-2", acknowledged=True, completed_at=t2)
+        step(lambda d: d.complete("tenant-a", "c1", [done, record(9, completed_at=t2)]))
+        step(lambda d: d.claim([record(2)], "c4", t2, t2 + timedelta(hours=1)))  # completed: never claimed
+        step(lambda d: d.add_many([record(3, external_reference="J-3", completed_at=t2, created_at=t2)]))
+        with uow(write=False) as u:
+            answers.append(u.dispatches.get_many("tenant-b", ["key-3"]))
+        return answers
+
+    both(scenario)
+
+
+def test_targets_and_tokens_alike(both):
+    def scenario(uow):
+        jira = StoredTarget("tenant-a", TargetSystem.JIRA, {"base_url": "https://j"}, "c1", T0, T0)
+        with uow(write=True) as u:
+            u.targets.put(jira)
+            u.targets.put(StoredTarget("tenant-a", TargetSystem.WEBHOOK, {}, "c2", T0, T0))
+            u.targets.put(StoredTarget("tenant-b", TargetSystem.JIRA, {}, "c3", T0, T0))
+            later = T0 + timedelta(days=1)
+            u.targets.put(
+                StoredTarget("tenant-a", TargetSystem.JIRA, {"base_url": "https://k"}, "c4", later, later)
+            )
+            u.tokens.add("id-1", "tenant-a", "ci", frozenset({"exceptions:read", "targets:admin"}), "h1")
+            u.tokens.add("id-2", "tenant-b", "", frozenset(), "h2")
+        with uow(write=True) as u:
+            deleted = [
+                u.targets.delete("tenant-a", TargetSystem.WEBHOOK),
+                u.targets.delete("tenant-a", TargetSystem.WEBHOOK),
+            ]
+            revoked = [u.tokens.revoke("id-1", T0), u.tokens.revoke("id-1", T0), u.tokens.revoke("nope", T0)]
+        with uow(write=False) as u:
+            found = [u.tokens.find_by_hash(h) for h in ("h1", "h2", "h3")]
+            return (
+                u.targets.list("tenant-a"),
+                u.targets.get("tenant-b", TargetSystem.JIRA),
+                u.targets.get("tenant-b", TargetSystem.WEBHOOK),
+                deleted,
+                revoked,
+                [None if t is None else (t.id, t.tenant_id, t.name, t.scopes, t.revoked_at) for t in found],
+                u.tokens.count(),
+            )
+
+    both(scenario)
+
+
+# -- units of work, counters, idempotency keys ------------------------------------------------------
+
+
+def test_transactions_alike(both):
+    def scenario(uow):
+        seen = []
+
+        def ids():
+            with uow(write=False) as u:
+                return sorted(u.exceptions.get_many("tenant-a", IDS).keys())
+
+        with uow(write=True) as u:
+            u.exceptions.add_many([exception(1)])
+        with pytest.raises(RuntimeError), uow(write=True) as u:
+            u.exceptions.add_many([exception(2)])
+            raise RuntimeError
+        seen.append(ids())
+        with uow.outer(write=True):
+            seen.append(uow.in_transaction())  # lazy: nothing has run yet
+            with uow(write=True) as u:
+                u.exceptions.add_many([exception(3)])
+            seen.append(uow.in_transaction())
+            with pytest.raises(RuntimeError), uow.outer(write=True):  # a savepoint
+                with uow(write=True) as u:
+                    u.exceptions.add_many([exception(4)])
+                raise RuntimeError
+            with uow(write=False) as u:  # joined: sees the outer's own writes
+                seen.append(sorted(u.exceptions.get_many("tenant-a", IDS).keys()))
+        seen.append(ids())
+        with pytest.raises(RuntimeError), uow.outer(write=True):
+            with uow(write=True) as u:
+                u.exceptions.add_many([exception(5)])
+            raise RuntimeError
+        seen.append(ids())
+        with uow.outer(write=False), pytest.raises(RuntimeError, match="read-only outer"):
+            uow(write=True)
+        return seen
+
+    both(scenario)
+
+
+def test_counters_alike(engine):
+    def hits(store):
+        windows = [100, 100, 101, 101, 101, 103, 103, 104]
+        return [store.hit(t, "dispatch", w) for w in windows for t in ("a", "b")]
+
+    with engine.begin() as conn:
+        conn.execute(metadata.tables["rate_limit_counters"].delete())
+    assert hits(FakeCounterStore()) == hits(SqlCounterStore(SqlUnitOfWorkFactory(engine)))
+
+
+def test_idempotency_keys_alike(both):
+    policy = Policy.of_seconds(ttl=3600, lock_timeout=60)
+
+    def scenario(uow):
+        store = (
+            FakeKeyStore(uow, policy)
+            if isinstance(uow, FakeUnitOfWorkFactory)
+            else SqlIdempotencyStore(uow, policy)
+        )
+        scope = KeyScope("tenant-a", "/pkg.S/M", "k1")
+        answers = [store.claim(scope, "f1", T0)]
+        answers += [
+            outcome(lambda fp=fp: store.claim(scope, fp, T0 + timedelta(seconds=1))) for fp in ("f1", "f2")
+        ]
+        with store.transaction() as tx:
+            store.complete(tx, answers[0], b"resp", "pkg.Resp", T0 + timedelta(seconds=2))
+        answers += [store.claim(scope, "f1", T0 + timedelta(seconds=3))]
+        answers += [outcome(lambda: store.claim(scope, "f2", T0 + timedelta(seconds=3)))]
+        answers += [store.claim(scope, "f2", T0 + timedelta(hours=2))]  # expired: taken over as new
+        other = KeyScope("tenant-a", "/pkg.S/M", "k2")
+        first = store.claim(other, "f1", T0)
+        second = store.claim(other, "f1", T0 + timedelta(minutes=2))  # abandoned: taken over
+        lost = []
+        with pytest.raises(DomainError) as err, store.transaction() as tx:
+            with uow(write=True) as u:
+                u.tokens.add("t1", "tenant-a", "", frozenset(), "h1")
+            store.complete(tx, first, b"late", "pkg.Resp", T0 + timedelta(minutes=3))
+        lost.append(err.value.reason)
+        with uow(write=False) as u:
+            lost.append(u.tokens.count())  # the call's work rolled back with it
+        answers += [store.release(first), store.release(second), store.release(second), lost]
+        answers += [store.claim(other, "f3", T0 + timedelta(minutes=4))]
+        return answers
+
+    both(scenario)
