@@ -227,7 +227,11 @@ class ExceptionService:
 
         def apply(e: ReconException, now: datetime) -> tuple[ReconException, HistoryEntry]:
             updated = e.resolve(resolution.strip(), reason.strip(), now)
-            changes = {"status": change(e.status.name, updated.status.name), "resolution": resolution}
+            # What was stored (stripped), not what was sent.
+            changes = {
+                "status": change(e.status.name, updated.status.name),
+                "resolution": updated.resolution_notes,
+            }
             return updated, self._entry(principal, e.id, Action.RESOLVE, now, changes)
 
         return self._bulk_change(principal, ids, apply)

@@ -13,6 +13,9 @@ from server.services.clock import Clock, utc_now
 from server.services.principal_cache import PrincipalCache
 
 TOKEN_PREFIX = "rr_"
+# The widths of the tokens table's columns (server/storage/tables.py): longer is a database error.
+TENANT_MAX = 64
+NAME_MAX = 255
 
 
 def hash_token(token: str) -> str:
@@ -35,12 +38,15 @@ class TokenService:
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown:
             raise InvalidArgument.field("scopes", f"unknown scope(s) {', '.join(unknown)}; use {SCOPES}")
-        if not tenant_id.strip() or len(tenant_id) > 64:
-            raise InvalidArgument.field("tenant", "must be 1-64 characters")
+        tenant_id = tenant_id.strip()
+        if not tenant_id or len(tenant_id) > TENANT_MAX:
+            raise InvalidArgument.field("tenant", f"must be 1-{TENANT_MAX} characters")
+        if len(name) > NAME_MAX:
+            raise InvalidArgument.field("name", f"must be at most {NAME_MAX} characters")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = str(uuid.uuid4())
         with self._uow(write=True) as uow:
-            uow.tokens.add(token_id, tenant_id.strip(), name, frozenset(scopes), hash_token(token))
+            uow.tokens.add(token_id, tenant_id, name, frozenset(scopes), hash_token(token))
         return token_id, token
 
     def revoke(self, token_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -16,14 +17,17 @@ if TYPE_CHECKING:
 
 class SqlCounterStore:
     """One short transaction per call, never joined to the call's own transaction (a counted call
-    stays counted even when the call then fails)."""
+    stays counted even when the call then fails). A refused call is counted and taken back in that
+    transaction: the counter's row stays locked in between, so concurrent hits see one another."""
 
     def __init__(self, uow: SqlUnitOfWorkFactory) -> None:
         self._uow = uow
         dialect = postgresql if uow.engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert
 
-    def hit(self, tenant_id: str, bucket: str, window: int) -> tuple[int, int]:
+    def hit(
+        self, tenant_id: str, bucket: str, window: int, admit: Callable[[int, int], bool]
+    ) -> tuple[int, int]:
         key = {"tenant_id": tenant_id, "bucket": bucket}
         upsert = (
             self._insert(counters)
@@ -44,6 +48,17 @@ class SqlCounterStore:
                     counters.c.window_index < window,
                 )
             ).all()
+            previous = next((row.calls for row in rows if row.window_index == window - 1), 0)
+            if not admit(current, previous):
+                uow.connection.execute(
+                    sa.update(counters)
+                    .where(
+                        counters.c.tenant_id == tenant_id,
+                        counters.c.bucket == bucket,
+                        counters.c.window_index == window,
+                    )
+                    .values(calls=counters.c.calls - 1)
+                )
             if current == 1 and any(row.window_index < window - 1 for row in rows):
                 # First call of a new minute: windows before the previous one are of no more use.
                 uow.connection.execute(
@@ -53,7 +68,6 @@ class SqlCounterStore:
                         counters.c.window_index < window - 1,
                     )
                 )
-        previous = next((row.calls for row in rows if row.window_index == window - 1), 0)
         return current, previous
 
 

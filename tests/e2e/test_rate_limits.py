@@ -31,7 +31,8 @@ def test_dispatch_routes_are_limited_per_tenant(tmp_path):
         )
         assert limited.status_code == 429
         assert error_reason(limited) == "RATE_LIMITED"
-        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        # Up to two minutes: the calls of this minute still count in full when the next one starts.
+        assert 1 <= int(limited.headers["retry-after"]) <= 120
         assert any(d["@type"].endswith("RetryInfo") for d in limited.json()["details"])
         # Other routes and other tenants are not affected.
         assert a.get(f"/v1/exceptions/{eid}").status_code == 200

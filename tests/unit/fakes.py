@@ -23,7 +23,7 @@ import itertools
 import json
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
@@ -628,20 +628,26 @@ class FakeKeyStore:
 
 class FakeCounterStore:
     """services.rate_limit.CounterStore like SqlCounterStore: one counter per (tenant, bucket,
-    window); the first call of a window drops the windows before the previous one."""
+    window), not counting refused calls; the first call of a window drops the windows before the
+    previous one."""
 
     def __init__(self) -> None:
         self.calls: dict[tuple[str, str, int], int] = {}
 
-    def hit(self, tenant_id: str, bucket: str, window: int) -> tuple[int, int]:
+    def hit(
+        self, tenant_id: str, bucket: str, window: int, admit: Callable[[int, int], bool]
+    ) -> tuple[int, int]:
         key = (tenant_id, bucket, window)
-        self.calls[key] = current = self.calls.get(key, 0) + 1
+        current = self.calls.get(key, 0) + 1
+        previous = self.calls.get((tenant_id, bucket, window - 1), 0)
+        # A refused call is not counted (and, as in SQL, leaves a row at 0 when it was the first).
+        self.calls[key] = current if admit(current, previous) else current - 1
         older = [k for k in self.calls if k[:2] == (tenant_id, bucket) and k[2] < window]
         if current == 1:
             for k in older:
                 if k[2] < window - 1:
                     del self.calls[k]
-        return current, self.calls.get((tenant_id, bucket, window - 1), 0)
+        return current, previous
 
 
 class FakeCipher:

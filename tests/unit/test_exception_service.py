@@ -303,6 +303,13 @@ def test_bulk_resolve_stores_resolution_and_reason_and_resolved_is_final(service
     assert service.get(A, a) == got  # untouched, updated_at included
 
 
+def test_bulk_resolve_history_records_the_resolution_as_stored(service):
+    eid = make(service)
+    service.bulk_resolve(A, [eid], "  written off\n", "duplicate")
+    [entry] = [h for h in service.history(A, eid, "", 0).items if h.action is Action.RESOLVE]
+    assert entry.changes["resolution"] == service.get(A, eid).resolution_notes == "written off"
+
+
 def test_bulk_resolve_without_a_reason_stores_none(service):
     eid = make(service)
     service.bulk_resolve(A, [eid], "done", "   ")

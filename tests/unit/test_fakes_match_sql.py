@@ -316,7 +316,12 @@ def test_transactions_alike(both):
 def test_counters_alike(engine):
     def hits(store):
         windows = [100, 100, 101, 101, 101, 103, 103, 104]
-        return [store.hit(t, "dispatch", w) for w in windows for t in ("a", "b")]
+        admitted = [store.hit(t, "dispatch", w, lambda c, p: True) for w in windows for t in ("a", "b")]
+        # Up to 2 a window: the refused calls are not counted, also as the previous window.
+        limited = [
+            store.hit(t, "dispatch", w, lambda c, p: c <= 2) for w in (200, 200, 200, 201, 201) for t in "ab"
+        ]
+        return admitted + limited
 
     with engine.begin() as conn:
         conn.execute(metadata.tables["rate_limit_counters"].delete())

@@ -10,10 +10,12 @@ class DictStore:
     def __init__(self):
         self.calls = {}
 
-    def hit(self, tenant_id, bucket, window):
+    def hit(self, tenant_id, bucket, window, admit):
         key = (tenant_id, bucket)
-        self.calls[(*key, window)] = self.calls.get((*key, window), 0) + 1
-        return self.calls[(*key, window)], self.calls.get((*key, window - 1), 0)
+        current, previous = self.calls.get((*key, window), 0) + 1, self.calls.get((*key, window - 1), 0)
+        if admit(current, previous):
+            self.calls[(*key, window)] = current
+        return current, previous
 
 
 class Clock:
@@ -32,7 +34,9 @@ def test_allows_up_to_the_limit_then_refuses_with_retry_after():
     with pytest.raises(RateLimited) as err:
         limiter.check("t", "dispatch")
     assert err.value.reason == "RATE_LIMITED"
-    assert err.value.retry_after_seconds == 50  # the rest of this minute
+    # Not the rest of this minute (50 s): when the next one starts these 3 calls still weigh in
+    # full; 20 s into it only 2 of them count, and a fourth call fits.
+    assert err.value.retry_after_seconds == 70
 
 
 def test_tenants_and_buckets_are_counted_apart_and_zero_means_off():

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +14,9 @@ import pytest
 from server.domain.auth import SCOPES, Principal
 from server.domain.errors import InvalidArgument, NotFound, Unauthenticated
 from server.services.principal_cache import PrincipalCache
-from server.services.tokens import TokenService
+from server.services.tokens import NAME_MAX, TENANT_MAX, TokenService
+from server.storage import tables
+from server.storage.migrate import upgrade
 from tests.unit.fakes import Clock, FakeUnitOfWorkFactory
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -59,6 +64,38 @@ def test_unknown_scopes_and_bad_tenants_are_refused_and_nothing_is_stored(servic
             service.create(tenant, ["exceptions:read"])
         assert err.value.violations[0].field == "tenant"
     assert service.count() == 0 and uow.db.commits == 0
+
+
+def test_names_and_tenants_longer_than_their_columns_are_refused(service, uow):
+    with pytest.raises(InvalidArgument) as err:
+        service.create("tenant-a", ["exceptions:read"], "n" * 256)
+    assert err.value.violations[0].field == "name" and err.value.message.startswith("name: ")
+    assert service.count() == 0
+    service.create(" " + "t" * 64 + " ", ["exceptions:read"], "n" * 255)  # the stored tenant fits
+    assert [(len(r.tenant_id), len(r.name)) for r in uow.rows.tokens.values()] == [(64, 255)]
+
+
+def test_the_length_limits_are_the_columns_widths():
+    assert (tables.tokens.c.tenant_id.type.length, tables.tokens.c.name.type.length) == (TENANT_MAX, NAME_MAX)
+
+
+def test_the_cli_prints_a_too_long_name_as_an_error(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    env = {**os.environ, "DATABASE_URL": url, "TARGET_SECRETS_KEY_FILE": str(tmp_path / "key")}
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "tokens", "create", "--tenant", "t", "--name", "n" * 256],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        "error: name: must be at most 255 characters\n",
+    )
 
 
 def test_a_revoked_token_is_refused_and_cannot_be_revoked_again(service, uow):
