@@ -52,6 +52,28 @@ def _purge(settings: Settings) -> None:
         app.close()
 
 
+def _deliver(settings: Settings) -> None:
+    """Delivery workers alone (docs/delivery.md), until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from server.bootstrap import build_app
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    app = build_app(settings, metrics_registry=CollectorRegistry())
+    try:
+        app.start_delivery_worker()
+        stop.wait()
+        log.info("stopping delivery workers", extra={"grace_seconds": settings.shutdown_grace_seconds})
+        app.stop_delivery_worker(settings.shutdown_grace_seconds)
+    finally:
+        app.close()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         "cluster", help="migrate, then run REPLICAS servers behind one Envoy (make cluster)"
     )
     cluster.add_argument("--replicas", type=int, default=2)
+    sub.add_parser(
+        "deliver", help="run delivery workers alone (with DELIVERY_WORKERS_IN_SERVER=false on the servers)"
+    )
     sub.add_parser("migrate", help="upgrade the database schema to the latest version")
     sub.add_parser("purge", help="delete expired idempotency keys (run it periodically, e.g. hourly)")
     tokens = sub.add_parser("tokens", help="manage API tokens")
@@ -93,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             serve(settings)
         elif args.command == "migrate":
             _migrate(settings)
+        elif args.command == "deliver":
+            _deliver(settings)
         elif args.command == "purge":
             _purge(settings)
         elif args.command == "run":

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry
 from reconrouter.bulk.v1 import bulk_pb2_grpc
+from reconrouter.deliveries.v1 import deliveries_pb2_grpc
 from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 from reconrouter.health.v1 import health_pb2_grpc
 from reconrouter.meta.v1 import meta_pb2_grpc
@@ -26,6 +26,8 @@ from server.connectors.resilience import RetryPolicy
 from server.connectors.ssrf import AddressPolicy
 from server.contract.methods import MethodInfo, load_methods
 from server.contract.routes import RouteTable
+from server.delivery.schedule import RetrySchedule
+from server.delivery.worker import DeliveryWorker, WorkerSettings
 from server.domain.idempotency import Policy
 from server.metrics import Metrics
 from server.rpc.async_server import AsyncServer
@@ -36,11 +38,13 @@ from server.rpc.interceptors.rate_limit import RateLimitInterceptor
 from server.rpc.interceptors.request_guard import RequestGuardInterceptor
 from server.rpc.interceptors.request_id import RequestIdInterceptor
 from server.rpc.server import Servicers, build_server, in_process_handlers
+from server.rpc.servicers.deliveries import DeliveriesServicer
 from server.rpc.servicers.exceptions import ExceptionsServicer
 from server.rpc.servicers.health import HealthServicer
 from server.rpc.servicers.meta import MetaServicer, read_openapi_document
 from server.rpc.servicers.targets import TargetsServicer
-from server.services.dispatch import DispatchService
+from server.services.deliveries import DeliveryService
+from server.services.dispatch import DispatchService, WaitSlots
 from server.services.exceptions import ExceptionService
 from server.services.principal_cache import PrincipalCache
 from server.services.rate_limit import RateLimiter
@@ -52,6 +56,16 @@ from server.storage.idempotency import SqlIdempotencyStore
 from server.storage.rate_limits import SqlCounterStore
 from server.storage.secret_box import FernetSecretBox, load_keys
 from server.storage.uow import SqlUnitOfWorkFactory
+
+# Calls that may wait for delivery outcomes: served by a pool of their own (server/rpc/server.py).
+WAITING_METHODS = frozenset(
+    {
+        "/reconrouter.exceptions.v1.ExceptionsService/DispatchException",
+        "/reconrouter.exceptions.v1.ExceptionsService/BulkDispatchExceptions",
+        "/reconrouter.bulk.v1.BulkService/BatchJson",
+        "/reconrouter.bulk.v1.BulkService/Batch",
+    }
+)
 
 
 @dataclass
@@ -67,7 +81,50 @@ class App:
     idempotency: SqlIdempotencyStore
     rate_limiter: RateLimiter
     uow: SqlUnitOfWorkFactory
+    deliveries: DeliveryService
     metrics: Metrics | None = None
+    worker: DeliveryWorker | None = None
+
+    def start_delivery_worker(self) -> DeliveryWorker:
+        """This process's delivery workers (docs/delivery.md); a dispatch recorded here wakes them."""
+        settings = self.settings
+        worker = DeliveryWorker(
+            self.uow,
+            self.deliveries,
+            self.connectors,
+            self.targets.config_for,
+            RetrySchedule(
+                settings.delivery_retry_base_seconds,
+                settings.delivery_retry_max_wait_seconds,
+                settings.delivery_retry_horizon,
+            ),
+            WorkerSettings(
+                concurrency=settings.delivery_concurrency,
+                max_per_host=settings.delivery_max_per_host,
+                max_per_tenant=settings.delivery_max_per_tenant,
+                attempt_timeout_seconds=settings.delivery_attempt_timeout,
+                lease_margin_seconds=settings.delivery_lease_margin_seconds,
+                poll_seconds=settings.delivery_poll_seconds,
+            ),
+            observe=self.metrics.observe_attempt if self.metrics else None,
+            sample=self._sample_deliveries if self.metrics else None,
+        )
+        self.deliveries.wake = worker.wake
+        self.targets.resumed = worker.wake
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def _sample_deliveries(self, by_state: dict[str, int], oldest_due_seconds: float, running: int) -> None:
+        assert self.metrics is not None
+        self.metrics.sample_deliveries(
+            by_state, oldest_due_seconds, running, self.dispatch.wait_slots.waiting()
+        )
+
+    def stop_delivery_worker(self, grace: float) -> None:
+        if self.worker is not None:
+            self.worker.stop(grace)
+            self.worker = None
 
     def servicers(self) -> Servicers:
         servicers = Servicers()
@@ -79,6 +136,9 @@ class App:
             HealthServicer(make_ping(self.engine)), health_pb2_grpc.add_HealthServiceServicer_to_server
         )
         servicers.add(TargetsServicer(self.targets), targets_pb2_grpc.add_TargetsServiceServicer_to_server)
+        servicers.add(
+            DeliveriesServicer(self.deliveries), deliveries_pb2_grpc.add_DeliveriesServiceServicer_to_server
+        )
         servicers.add(MetaServicer(read_openapi_document()), meta_pb2_grpc.add_MetaServiceServicer_to_server)
         bulk = BulkServicer(self._bulk_runner())
         servicers.add(bulk, bulk_pb2_grpc.add_BulkServiceServicer_to_server)
@@ -104,6 +164,7 @@ class App:
         ]
 
     def close(self) -> None:
+        self.stop_delivery_worker(0)
         self.connectors.close()
         self.engine.dispose()
 
@@ -113,6 +174,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     uow = SqlUnitOfWorkFactory(engine)
     targets, connectors = _dispatch_parts(settings, uow)
+    deliveries = DeliveryService(uow)
     metrics = None
     if metrics_registry is not None:
         pool = engine.pool
@@ -134,10 +196,14 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
             uow,
             targets,
             connectors,
-            pool_size=settings.dispatch_pool_size,
-            claim_timeout=timedelta(seconds=settings.dispatch_claim_timeout_seconds),
+            deliveries,
+            wait_seconds=settings.dispatch_wait_seconds,
+            wait_slots=WaitSlots(
+                settings.dispatch_wait_max_calls, settings.dispatch_wait_max_calls_per_tenant
+            ),
             observe=metrics.observe_dispatch if metrics else None,
         ),
+        deliveries=deliveries,
         targets=targets,
         connectors=connectors,
         rate_limiter=RateLimiter(SqlCounterStore(uow), {"dispatch": settings.rate_limit_dispatch_per_minute}),
@@ -153,11 +219,8 @@ def _dispatch_parts(settings: Settings, uow: SqlUnitOfWorkFactory) -> tuple[Targ
     connectors = ConnectorRegistry.from_settings(
         policy,
         HttpSettings(settings.dispatch_connect_timeout_seconds, settings.dispatch_read_timeout_seconds),
-        RetryPolicy(
-            settings.dispatch_max_attempts,
-            settings.dispatch_backoff_initial_seconds,
-            settings.dispatch_backoff_max_seconds,
-        ),
+        # One request per attempt: the delivery workers schedule retries (docs/delivery.md).
+        RetryPolicy(max_attempts=1),
         settings.dispatch_breaker_failures,
         settings.dispatch_breaker_reset_seconds,
     )
@@ -181,6 +244,9 @@ def build_grpc_server(app: App, *, shared_port: bool = False) -> AsyncServer:
         reuse_port=shared_port,
         # Inline reads must never wait for the pool: the loop thread keeps a connection of its own.
         loop_thread_context=app.uow.keep_read_connection if local_reads else None,
+        # Dispatches wait for first delivery outcomes; /v1/bulk may hold dispatches.
+        waiting_methods=WAITING_METHODS,
+        waiting_workers=settings.dispatch_wait_max_calls,
     )
     server.add_insecure_port(f"{settings.grpc_host}:{settings.grpc_port}")
     return server

@@ -63,20 +63,34 @@ class Settings:
     # empty: a key generated once into the key file (make run on a fresh machine).
     target_secrets_key: str = ""
     target_secrets_key_file: str = str(PROJECT_ROOT / "var" / "target_secrets.key")
-    # Items of one bulk dispatch sent at once (JIRA sends batches of up to 50 per call).
-    dispatch_pool_size: int = 8
     dispatch_connect_timeout_seconds: float = 5.0
     dispatch_read_timeout_seconds: float = 15.0
-    # Calls per request to a target, the first included (network errors, 429 and 5xx are retried).
-    dispatch_max_attempts: int = 3
-    dispatch_backoff_initial_seconds: float = 0.5
-    # Longest wait between attempts; a Retry-After longer than this ends the retries instead.
-    dispatch_backoff_max_seconds: float = 10.0
-    # Consecutive failed calls to one host that open its circuit, and how long it stays open.
+    # Consecutive failed attempts of one tenant's target that open its circuit, and for how long.
     dispatch_breaker_failures: int = 5
     dispatch_breaker_reset_seconds: float = 30.0
-    # A pending dispatch claimed longer ago than this belongs to an attempt that died.
-    dispatch_claim_timeout_seconds: int = 300
+
+    # Durable delivery (API.md §7, docs/delivery.md). A dispatch call waits this long for its
+    # items' first outcomes; at most DISPATCH_WAIT_MAX_CALLS calls wait at once (they run on a pool
+    # of that many threads of their own), DISPATCH_WAIT_MAX_CALLS_PER_TENANT of one tenant.
+    dispatch_wait_seconds: float = 10.0
+    dispatch_wait_max_calls: int = 32
+    dispatch_wait_max_calls_per_tenant: int = 8
+    # Workers in every server process (false: run `python -m server deliver` instead).
+    delivery_workers_in_server: bool = True
+    # Attempts at once per process, per target host, per tenant.
+    delivery_concurrency: int = 16
+    delivery_max_per_host: int = 8
+    delivery_max_per_tenant: int = 8
+    # One attempt's total deadline: connect, TLS, send and the whole answer.
+    delivery_attempt_timeout: float = 30.0
+    # A lease outlives the deadline by this much before another worker may take the delivery over.
+    delivery_lease_margin_seconds: float = 30.0
+    # How often idle workers look for due deliveries (others' dispatches, retries, expired leases).
+    delivery_poll_seconds: float = 1.0
+    # Full-jitter exponential backoff: waits from [0, base * 2^(n-1)], capped; FAILED after the horizon.
+    delivery_retry_base_seconds: float = 5.0
+    delivery_retry_max_wait_seconds: float = 3600.0
+    delivery_retry_horizon: float = 24 * 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -118,12 +132,22 @@ class Settings:
             raise SettingsError("MAX_BODY_BYTES must be at least 1024")
         if self.bulk_max_requests < 1 or not self.bulk_time_budget_seconds > 0:
             raise SettingsError("BULK_MAX_REQUESTS must be at least 1 and BULK_TIME_BUDGET_SECONDS above 0")
-        if self.dispatch_pool_size < 1 or self.dispatch_max_attempts < 1:
-            raise SettingsError("DISPATCH_POOL_SIZE and DISPATCH_MAX_ATTEMPTS must be at least 1")
-        if self.dispatch_breaker_failures < 1 or self.dispatch_claim_timeout_seconds < 1:
-            raise SettingsError(
-                "DISPATCH_BREAKER_FAILURES and DISPATCH_CLAIM_TIMEOUT_SECONDS must be at least 1"
-            )
+        if self.dispatch_breaker_failures < 1:
+            raise SettingsError("DISPATCH_BREAKER_FAILURES must be at least 1")
+        for name in (
+            "dispatch_wait_max_calls",
+            "dispatch_wait_max_calls_per_tenant",
+            "delivery_concurrency",
+            "delivery_max_per_host",
+            "delivery_max_per_tenant",
+        ):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
+        for name in ("delivery_attempt_timeout", "delivery_poll_seconds", "delivery_retry_horizon"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{name.upper()} must be above 0")
+        if self.dispatch_wait_seconds < 0 or self.delivery_retry_base_seconds < 0:
+            raise SettingsError("DISPATCH_WAIT_SECONDS and DELIVERY_RETRY_BASE_SECONDS must be 0 or more")
         if self.auth_cache_seconds < 0:
             raise SettingsError("AUTH_CACHE_SECONDS must be 0 (off) or more")
         if self.rate_limit_dispatch_per_minute < 0:

@@ -63,6 +63,59 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
+        # Durable delivery (docs/delivery.md): the queue, the workers and the waiting dispatch calls.
+        self.delivery_attempts = Counter(
+            "reconrouter_delivery_attempts",
+            "Delivery attempts by target system and outcome",
+            ["target", "outcome"],
+            registry=registry,
+        )
+        self.delivery_attempt_seconds = Histogram(
+            "reconrouter_delivery_attempt_duration_seconds",
+            "Delivery attempt latency (the whole attempt, its deadline included)",
+            ["target"],
+            buckets=_BUCKETS,
+            registry=registry,
+        )
+        self.deliveries = Gauge(
+            "reconrouter_deliveries",
+            "Deliveries by state (sampled by the workers from the database, shared by replicas)",
+            ["state"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.delivery_oldest_due_seconds = Gauge(
+            "reconrouter_delivery_oldest_due_age_seconds",
+            "How long the oldest due PENDING delivery has waited (0: none due)",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.delivery_attempts_running = Gauge(
+            "reconrouter_delivery_attempts_running",
+            "Attempts running now (all worker processes)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.dispatch_calls_waiting = Gauge(
+            "reconrouter_dispatch_calls_waiting",
+            "Dispatch calls waiting for first delivery outcomes (all processes)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+
+    def observe_attempt(self, target: str, outcome: str, seconds: float) -> None:
+        self.delivery_attempts.labels(target, outcome).inc()
+        self.delivery_attempt_seconds.labels(target).observe(seconds)
+
+    def sample_deliveries(
+        self, by_state: dict[str, int], oldest_due_seconds: float, running: int, waiting: int
+    ) -> None:
+        for state in ("PENDING", "IN_FLIGHT", "DELIVERED", "FAILED", "CANCELLED"):
+            self.deliveries.labels(state).set(by_state.get(state, 0))
+        self.delivery_oldest_due_seconds.set(oldest_due_seconds)
+        self.delivery_attempts_running.set(running)
+        self.dispatch_calls_waiting.set(waiting)
+
     def observe_statement(self) -> None:
         self.db_statements.inc()
 

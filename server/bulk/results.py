@@ -49,7 +49,10 @@ def succeeded(item_id: str, context: SubRequestContext, response: Message, respo
     headers = {"content-type": JSON, **_headers(context.initial_metadata or ())}
     for key, value in _headers(context.trailing_metadata).items():
         headers.setdefault(key, value)  # a header sent as initial metadata wins (as in Envoy)
-    return SubResult(item_id, 200, headers, message_json(response, response_body), response=response)
+    # A success other than 200 (a dispatch still being delivered: 202), as Envoy's Lua filter sets it.
+    wanted = str(dict(context.initial_metadata or ()).get(HTTP_STATUS_TRAILER, ""))
+    http = int(wanted) if wanted.isdigit() and 200 <= int(wanted) <= 299 else 200
+    return SubResult(item_id, http, headers, message_json(response, response_body), response=response)
 
 
 def aborted(item_id: str, context: SubRequestContext) -> SubResult:

@@ -110,27 +110,30 @@ class TargetHttp:
         except AddressRefused:
             raise
         except (httpx.ConnectTimeout, httpx.PoolTimeout):
-            raise Transient("timed out connecting", maybe_created=False) from None
+            raise Transient("timed out connecting", maybe_created=False, timed_out=True) from None
         except httpx.ConnectError:
             raise Transient("could not connect", maybe_created=False) from None
         except httpx.TimeoutException:
-            raise Transient("timed out", maybe_created=method != "GET") from None
+            raise Transient("timed out", maybe_created=method != "GET", timed_out=True) from None
         except httpx.TransportError:  # dropped connection, protocol error: the request may have landed
             raise Transient("connection dropped", maybe_created=method != "GET") from None
         status = response.status_code
         if 200 <= status < 300:
             return response
-        if status in (429, 503):  # throttled or overloaded: the request was not processed
-            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            raise Transient(f"answered {status}", maybe_created=False, retry_after=retry_after)
-        if status >= 500 or status == 408:
-            raise Transient(f"answered {status}", maybe_created=method != "GET")
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        if status in (429, 503, 425):  # throttled, overloaded or too early: not processed
+            raise Transient(f"answered {status}", maybe_created=False, retry_after=retry_after, status=status)
+        if status >= 500 or status in (408, 409):  # the request may have landed (409: it may exist)
+            raise Transient(
+                f"answered {status}", maybe_created=method != "GET", retry_after=retry_after, status=status
+            )
         if 300 <= status < 400:
             raise Rejected(status, "redirected; check the configured URL")
         raise Rejected(status, clean(describe_error(response)), body=json_or_empty(response))
 
-    def run(self, url: str, attempt: Callable[[AttemptState], T]) -> T:
-        return self.resilience.run(host_of(url), attempt)
+    def run(self, breaker_key: str, attempt: Callable[[AttemptState], T]) -> T:
+        """One operation under the circuit breaker of `breaker_key` (a tenant's target system)."""
+        return self.resilience.run(breaker_key, attempt)
 
 
 def as_domain_error(target: TargetSystem, noun: str, exc: Exception) -> DomainError:
@@ -138,10 +141,21 @@ def as_domain_error(target: TargetSystem, noun: str, exc: Exception) -> DomainEr
     name = target.value
     if isinstance(exc, Rejected):
         if exc.status == 401:
-            return TargetRejected(f"{name} refused the credentials: {exc.status} {exc.detail}".strip())
-        return TargetRejected(f"{name} rejected the {noun}: {exc.status} {exc.detail}".strip())
+            return TargetRejected(
+                f"{name} refused the credentials: {exc.status} {exc.detail}".strip(), http_status=exc.status
+            )
+        return TargetRejected(
+            f"{name} rejected the {noun}: {exc.status} {exc.detail}".strip(), http_status=exc.status
+        )
     if isinstance(exc, Unavailable):
-        return TargetDown(f"{name} is unavailable: {exc.reason}", maybe_created=exc.maybe_created)
+        last = exc.last
+        return TargetDown(
+            f"{name} is unavailable: {exc.reason}",
+            maybe_created=exc.maybe_created,
+            timed_out=last is not None and last.timed_out,
+            retry_after=last.retry_after if last is not None else None,
+            http_status=last.status if last is not None else None,
+        )
     if isinstance(exc, AddressRefused):
         return TargetAddressRefused(f"{name} is configured with an address that is not public; not called")
     raise exc

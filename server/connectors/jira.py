@@ -60,6 +60,8 @@ class JiraConnector:
 
     def __init__(self, config: TargetConfig, http: TargetHttp) -> None:
         self._http = http
+        # One circuit breaker per tenant and target system (resilience.Breakers).
+        self._breaker = f"{config.tenant_id}/{self.target.value}"
         self._base = config.setting("base_url")
         self._project = config.setting("project_key")
         self._issue_type = config.setting("issue_type") or "Task"
@@ -81,7 +83,7 @@ class JiraConnector:
                 )
         todo = [i for i in range(len(batch)) if results[i] is None]
         try:
-            self._http.run(self._base, lambda state: self._attempt(batch, todo, results, state))
+            self._http.run(self._breaker, lambda state: self._attempt(batch, todo, results, state))
         except (Rejected, Unavailable, AddressRefused) as exc:
             error = as_domain_error(self.target, "issue", exc)
             for i in todo:
@@ -141,7 +143,7 @@ class JiraConnector:
         key = _object(response).get("key")
         if not isinstance(key, str) or not key:
             return TargetDown("JIRA answered without an issue key", maybe_created=True)
-        return TicketRef(key, acknowledged=True)
+        return TicketRef(key, acknowledged=True, http_status=response.status_code)
 
     def _create_bulk(
         self, batch: list[TicketRequest], pending: list[int], results: list[Result | None]

@@ -29,11 +29,21 @@ T = TypeVar("T")
 
 
 class Transient(Exception):
-    def __init__(self, reason: str, *, maybe_created: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        maybe_created: bool,
+        retry_after: float | None = None,
+        status: int | None = None,
+        timed_out: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.maybe_created = maybe_created
         self.retry_after = retry_after
+        self.status = status  # the HTTP status, when the target answered
+        self.timed_out = timed_out
 
 
 class Rejected(Exception):
@@ -47,12 +57,14 @@ class Rejected(Exception):
 
 
 class Unavailable(Exception):
-    """The operation failed after every attempt it was allowed."""
+    """The operation failed after every attempt it was allowed; `last` is the final Transient
+    failure (None when the circuit was open and nothing was sent)."""
 
-    def __init__(self, reason: str, *, maybe_created: bool) -> None:
+    def __init__(self, reason: str, *, maybe_created: bool, last: Transient | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.maybe_created = maybe_created
+        self.last = last
 
 
 @dataclass
@@ -138,8 +150,8 @@ class Breaker:
 
 
 class Breakers:
-    """One circuit breaker per host (scheme://host:port), shared by every tenant and call of this
-    process: a host that is down is down for everyone."""
+    """One circuit breaker per key: a tenant's target system (connectors name it), so one tenant's
+    failing configuration never stops another tenant's deliveries to the same host."""
 
     def __init__(self, fail_max: int, reset_seconds: float) -> None:
         self._fail_max = fail_max
@@ -177,9 +189,9 @@ class Resilience:
             return False
         return exc.retry_after is None or exc.retry_after <= self.policy.backoff_max
 
-    def run(self, host: str, attempt: Callable[[AttemptState], T]) -> T:
+    def run(self, breaker_key: str, attempt: Callable[[AttemptState], T]) -> T:
         """Returns what an attempt returned; raises Unavailable, or the attempt's final error."""
-        breaker = self.breakers.for_host(host)
+        breaker = self.breakers.for_host(breaker_key)
         state = AttemptState()
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.policy.max_attempts),
@@ -198,7 +210,9 @@ class Resilience:
                         state.maybe_created = state.maybe_created or exc.maybe_created
                         raise
         except Transient as exc:
-            raise Unavailable(self._exhausted(exc, state.number), maybe_created=state.maybe_created) from exc
+            raise Unavailable(
+                self._exhausted(exc, state.number), maybe_created=state.maybe_created, last=exc
+            ) from exc
         except CircuitOpen:
             raise Unavailable(
                 "circuit open after repeated failures; not called", maybe_created=state.maybe_created
@@ -206,6 +220,8 @@ class Resilience:
         raise AssertionError("unreachable: tenacity either returned or raised")
 
     def _exhausted(self, exc: Transient, attempts: int) -> str:
+        if self.policy.max_attempts == 1:
+            return exc.reason  # one request per attempt: the delivery workers count attempts
         tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
         if exc.retry_after is not None and exc.retry_after > self.policy.backoff_max:
             return f"{exc.reason}, asking to retry after {exc.retry_after:.0f} s ({tries})"

@@ -47,6 +47,8 @@ class ServiceNowConnector:
 
     def __init__(self, config: TargetConfig, http: TargetHttp) -> None:
         self._http = http
+        # One circuit breaker per tenant and target system (resilience.Breakers).
+        self._breaker = f"{config.tenant_id}/{self.target.value}"
         self._url = f"{config.setting('instance_url')}/api/now/table/{config.setting('table') or 'incident'}"
         self._auth = httpx.BasicAuth(config.secret("username"), config.secret("password"))
         self._headers = {"Accept": "application/json"}
@@ -56,7 +58,7 @@ class ServiceNowConnector:
 
     def _send_one(self, request: TicketRequest) -> TicketRef | DomainError:
         try:
-            return self._http.run(self._url, lambda state: self._attempt(request, state))
+            return self._http.run(self._breaker, lambda state: self._attempt(request, state))
         except (Rejected, Unavailable, AddressRefused) as exc:
             return as_domain_error(self.target, "record", exc)
 
@@ -82,7 +84,7 @@ class ServiceNowConnector:
         reference = _reference(json_or_empty(response).get("result"))
         if reference is None:
             return TargetDown("SERVICENOW answered without a record number", maybe_created=True)
-        return TicketRef(reference, acknowledged=True)
+        return TicketRef(reference, acknowledged=True, http_status=response.status_code)
 
     def _request(self, method: str, **kwargs: Any) -> httpx.Response:
         params = {"sysparm_fields": FIELDS, **kwargs.pop("params", {})}

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httpcore
 
+from server.connectors.deadline import DeadlineStream, clamp
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
 
@@ -112,7 +114,11 @@ class GuardedBackend(httpcore.NetworkBackend):
         last: Exception | None = None
         for address in addresses:  # like socket.create_connection: the first that answers
             try:
-                return self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+                stream = self._inner.connect_tcp(
+                    address, port, clamp(timeout, httpcore.ConnectTimeout), local_address, socket_options
+                )
+                # Every later read and write is held to the attempt's deadline too (deadline.py).
+                return DeadlineStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from server.connectors import tickets
-from server.connectors.http import TargetHttp, as_domain_error, clean, json_or_empty
+from server.connectors.http import TargetHttp, as_domain_error, json_or_empty
 from server.connectors.resilience import AttemptState, Rejected, Unavailable
 from server.connectors.ssrf import AddressRefused
 from server.domain.dispatch import TargetSystem, TicketRef, TicketRequest
@@ -41,6 +41,8 @@ class WebhookConnector:
         self, config: TargetConfig, http: TargetHttp, clock: Callable[[], float] = time.time
     ) -> None:
         self._http = http
+        # One circuit breaker per tenant and target system (resilience.Breakers).
+        self._breaker = f"{config.tenant_id}/{self.target.value}"
         self._url = config.setting("url")
         self._secret = config.secret("secret")
         self._clock = clock
@@ -50,7 +52,7 @@ class WebhookConnector:
 
     def _send_one(self, request: TicketRequest) -> TicketRef | DomainError:
         try:
-            return self._http.run(self._url, lambda state: self._attempt(request, state))
+            return self._http.run(self._breaker, lambda state: self._attempt(request, state))
         except (Rejected, Unavailable, AddressRefused) as exc:
             return as_domain_error(self.target, "delivery", exc)
 
@@ -76,10 +78,13 @@ class WebhookConnector:
                 "X-Signature-256": sign(self._secret, body),
                 "X-Signature-Timestamp": str(timestamp),
                 "X-Idempotency-Key": request.marker,
+                # The delivery id: the same on every attempt of one delivery (API.md §7).
+                "webhook-id": request.delivery_id or request.marker,
             },
         )
         answer = json_or_empty(response)
         reference = answer.get("reference") or answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(reference, str) or not reference.strip():
             reference = "WEBHOOK-" + hashlib.sha256(request.key.encode()).hexdigest()[:12].upper()
-        return TicketRef(clean(reference)[:255], acknowledged=True)
+        # Cleaned and cut to 255 characters by the worker before it is stored (domain clean_text).
+        return TicketRef(reference, acknowledged=True, http_status=response.status_code)

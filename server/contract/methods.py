@@ -26,12 +26,13 @@ def service_modules() -> tuple[ModuleType, ...]:
     the contract from the descriptor set it writes, and must work while gen/ is stale or absent."""
     from reconrouter.api.v1 import options_pb2  # noqa: F401 - registers the method options
     from reconrouter.bulk.v1 import bulk_pb2
+    from reconrouter.deliveries.v1 import deliveries_pb2
     from reconrouter.exceptions.v1 import exceptions_pb2
     from reconrouter.health.v1 import health_pb2
     from reconrouter.meta.v1 import meta_pb2
     from reconrouter.targets.v1 import targets_pb2
 
-    return (exceptions_pb2, health_pb2, targets_pb2, bulk_pb2, meta_pb2)
+    return (exceptions_pb2, deliveries_pb2, health_pb2, targets_pb2, bulk_pb2, meta_pb2)
 
 
 @dataclass(frozen=True)

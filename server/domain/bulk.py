@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from server.domain.delivery import DeliveryFailed, DeliveryScheduled
 from server.domain.errors import DomainError, Violations
 from server.domain.exceptions import parse_uuid
 
@@ -31,9 +33,12 @@ def unique_ids(raw_ids: list[str], field_name: str = "exception_ids") -> list[st
 
 @dataclass(frozen=True)
 class ItemFailure:
-    exception_id: str
+    exception_id: str  # the item's id (a delivery id for the delivery routes)
     error: str
     reason: str
+    # A dispatch item's delivery, when it has one (DELIVERY_SCHEDULED, or its delivery failed).
+    delivery_id: str = ""
+    next_attempt_at: datetime | None = None
 
 
 @dataclass
@@ -47,7 +52,16 @@ class BulkOutcome:
         return len(self.ids)
 
     def fail(self, exception_id: str, error: DomainError) -> None:
-        self.failed.append(ItemFailure(exception_id, error.message, error.reason))
+        if isinstance(error, DeliveryScheduled):
+            delivery = error.delivery
+            failure = ItemFailure(
+                exception_id, error.message, error.reason, delivery.id, delivery.next_attempt_at
+            )
+        elif isinstance(error, DeliveryFailed):
+            failure = ItemFailure(exception_id, error.message, error.reason, error.delivery.id)
+        else:
+            failure = ItemFailure(exception_id, error.message, error.reason)
+        self.failed.append(failure)
 
     def in_request_order(self) -> BulkOutcome:
         """Items may finish out of order (concurrent dispatch); results keep the request's order."""

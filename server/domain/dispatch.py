@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from server.domain.errors import Conflict, DomainError, FailedPrecondition, TargetUnavailable, Violations
+from server.domain.errors import DomainError, FailedPrecondition, TargetUnavailable, Violations
 from server.domain.exceptions import ReconException
 
 MAX_NAME = 255
@@ -74,46 +74,22 @@ class TicketRef:
 
     external_reference: str
     acknowledged: bool
+    # The HTTP status of the answer, for the attempt log (None when nothing was called: MANUAL).
+    http_status: int | None = None
 
 
 @dataclass(frozen=True)
 class TicketRequest:
     """One ticket to create. `check_existing`: an earlier attempt may have created it (a crash or an
-    unanswered call), so the connector first asks the target for a ticket carrying `marker`."""
+    unanswered call), so the connector first asks the target for a ticket carrying `marker`.
+    `delivery_id` is the same on every attempt of one delivery (webhook receivers de-duplicate by it)."""
 
     exception: ReconException
     queue: str
     key: str
     marker: str
     check_existing: bool = False
-
-
-@dataclass(frozen=True)
-class DispatchRecord:
-    """One dispatch of one exception to one target (and queue), recorded before and after the call.
-
-    completed_at None = pending. A pending record is claimed by one attempt (claim_id, claimed_at)
-    while that attempt calls the target; a claim older than the claim timeout belongs to an attempt
-    that died, and claim_id None means "called, outcome unknown": the next attempt asks the target
-    before creating anything. attempts counts the claims.
-    """
-
-    key: str
-    tenant_id: str
-    exception_id: str
-    target_system: TargetSystem
-    queue: str
-    created_at: datetime
-    external_reference: str | None = None
-    acknowledged: bool = False
-    completed_at: datetime | None = None
-    claim_id: str | None = None
-    claimed_at: datetime | None = None
-    attempts: int = 0
-
-    @property
-    def completed(self) -> bool:
-        return self.completed_at is not None
+    delivery_id: str = ""
 
 
 def apply_ticket(
@@ -128,19 +104,33 @@ def apply_ticket(
 
 
 class TargetRejected(FailedPrecondition):
-    """The target answered and refused (4xx): retrying the same request cannot help."""
+    """The target answered and refused (4xx other than 408, 409, 425, 429): retrying the same
+    request cannot help."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message, reason="TARGET_REJECTED")
+        self.http_status = http_status
 
 
 class TargetDown(TargetUnavailable):
-    """The target did not answer usefully after the retries. maybe_created: a request reached it
-    and its answer was lost (timeout, dropped connection, 5xx), so the ticket may exist."""
+    """The target did not answer usefully. maybe_created: a request reached it and its answer was
+    lost (timeout, dropped connection, 5xx), so the ticket may exist. timed_out: the attempt's
+    deadline (or a socket timeout) ended it. retry_after: seconds the target asked to wait."""
 
-    def __init__(self, message: str, *, maybe_created: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        maybe_created: bool,
+        timed_out: bool = False,
+        retry_after: float | None = None,
+        http_status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.maybe_created = maybe_created
+        self.timed_out = timed_out
+        self.retry_after = retry_after
+        self.http_status = http_status
 
 
 class TargetAddressRefused(FailedPrecondition):
@@ -148,18 +138,6 @@ class TargetAddressRefused(FailedPrecondition):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, reason="TARGET_ADDRESS_NOT_ALLOWED")
-
-
-def in_progress(target: TargetSystem, retry_after_seconds: int) -> DomainError:
-    return Conflict(
-        f"a dispatch of this exception to {target.value} is in progress; retry later",
-        reason="DISPATCH_IN_PROGRESS",
-        retry_after_seconds=max(1, retry_after_seconds),
-    )
-
-
-def maybe_created(error: DomainError) -> bool:
-    return isinstance(error, TargetDown) and error.maybe_created
 
 
 # -- ports ---------------------------------------------------------------------------------------

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
-from server.domain.dispatch import Connector, DispatchRecord, TargetSystem
+from server.domain.delivery import Attempt, Delivery, DeliveryState
+from server.domain.dispatch import Connector, TargetSystem
 from server.domain.exceptions import ReconException
 from server.domain.history import HistoryEntry
 from server.domain.paging import ExceptionQuery, PageAfter
@@ -40,27 +41,69 @@ class HistoryRepository(Protocol):
         ...
 
 
-class DispatchRepository(Protocol):
-    def get_many(self, tenant_id: str, keys: Iterable[str]) -> dict[str, DispatchRecord]: ...
+class DeliveryRepository(Protocol):
+    """Deliveries and their attempts (storage/repositories/deliveries.py says how claims work)."""
 
-    def add_many(self, records: list[DispatchRecord]) -> None: ...
-
-    def claim(
-        self, records: list[DispatchRecord], claim_id: str, now: datetime, stale_before: datetime
-    ) -> dict[str, DispatchRecord]:
-        """Inserts each pending record that does not exist yet and takes over existing pending ones
-        whose claim is released or older than stale_before, all for claim_id; returns the rows of
-        every key afterwards (claimed or not), so the caller sees which ones it owns."""
+    def get_by_keys(self, tenant_id: str, keys: Iterable[str]) -> dict[str, Delivery]:
+        """By dispatch key; locked in a write unit of work."""
         ...
 
-    def complete(self, tenant_id: str, claim_id: str, outcomes: list[DispatchRecord]) -> None:
-        """Writes the outcome of each still-pending record and drops its claim."""
+    def get_many(
+        self, tenant_id: str, ids: Iterable[str], *, with_attempts: bool = False
+    ) -> dict[str, Delivery]:
+        """By id; locked in a write unit of work. Missing (or other tenants') ids are absent."""
         ...
 
-    def release(self, tenant_id: str, claim_id: str, keys: list[str], *, forget: bool) -> None:
-        """Gives up claim_id's claims: forget=True deletes the pending rows (nothing was created),
-        forget=False keeps them with no claim (the outcome is unknown; the next attempt asks)."""
+    def get(self, tenant_id: str, delivery_id: str) -> Delivery | None:
+        """One delivery with its attempts."""
         ...
+
+    def add_many(self, deliveries: list[Delivery]) -> None: ...
+
+    def update_many(self, deliveries: list[Delivery]) -> None:
+        """Writes each one's state (identity, key and creation never change)."""
+        ...
+
+    def add_attempts_many(self, entries: list[tuple[Delivery, Attempt]]) -> None: ...
+
+    def for_exception(self, tenant_id: str, exception_id: str) -> list[Delivery]:
+        """Oldest first, with attempts."""
+        ...
+
+    def page(
+        self,
+        tenant_id: str,
+        *,
+        state: DeliveryState | None,
+        target: TargetSystem | None,
+        after: PageAfter | None,
+        limit: int,
+    ) -> list[Delivery]:
+        """Newest first, up to limit + 1, with attempts."""
+        ...
+
+    def claim_due(
+        self,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        accept: Callable[[Delivery], bool],
+    ) -> list[Delivery]:
+        """Up to `limit` due deliveries that `accept` takes, leased to owner, one more attempt each."""
+        ...
+
+    def finish(self, owner: str, delivery: Delivery, attempt: Attempt) -> bool:
+        """Records an attempt's outcome if owner still holds the lease."""
+        ...
+
+    def any_due(self, now: datetime) -> bool:
+        """Whether anything may be claimable now (a read before taking a write lock)."""
+        ...
+
+    def counts_by_state(self) -> dict[str, int]: ...
+
+    def oldest_due(self, now: datetime) -> datetime | None: ...
 
 
 class TargetRepository(Protocol):
@@ -68,7 +111,11 @@ class TargetRepository(Protocol):
 
     def list(self, tenant_id: str) -> list[StoredTarget]: ...
 
-    def put(self, stored: StoredTarget) -> None: ...
+    def put(self, stored: StoredTarget) -> None:
+        """Creates or replaces settings and secrets; `paused` is left as it is."""
+        ...
+
+    def set_paused(self, tenant_id: str, target: TargetSystem, paused: bool) -> bool: ...
 
     def delete(self, tenant_id: str, target: TargetSystem) -> bool: ...
 
@@ -123,7 +170,7 @@ class UnitOfWork(Protocol):
     def history(self) -> HistoryRepository: ...
 
     @property
-    def dispatches(self) -> DispatchRepository: ...
+    def deliveries(self) -> DeliveryRepository: ...
 
     @property
     def targets(self) -> TargetRepository: ...

@@ -66,6 +66,8 @@ class TargetConfig:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Deliveries to a paused target wait (API.md §7).
+    paused: bool = False
 
     @property
     def configured_secrets(self) -> list[str]:
@@ -93,6 +95,7 @@ class StoredTarget:
     secrets_ciphertext: str
     created_at: datetime
     updated_at: datetime
+    paused: bool = False
 
 
 # (url) -> None, or why it is refused ("must use https", "must resolve to public addresses").

@@ -38,6 +38,8 @@ def serve_process(settings: Settings, stop: threading.Event, *, shared_port: boo
     server = build_grpc_server(app, shared_port=shared_port)
     server.start()
     log.info("gRPC server listening", extra={"address": f"{settings.grpc_host}:{settings.grpc_port}"})
+    if settings.delivery_workers_in_server:
+        app.start_delivery_worker()
     stop.wait()
     # NOT_SERVING first, so health-checking proxies stop routing here; keep serving while they notice;
     # then refuse new calls and give in-flight ones the grace period.
@@ -51,6 +53,9 @@ def serve_process(settings: Settings, stop: threading.Event, *, shared_port: boo
     )
     time.sleep(settings.shutdown_drain_seconds)
     server.stop(settings.shutdown_grace_seconds)
+    # Attempts under way get the grace period too; those still running then lose their leases,
+    # and another worker takes them over (asking the target first: docs/delivery.md).
+    app.stop_delivery_worker(settings.shutdown_grace_seconds)
     app.close()
     log.info("stopped")
 

@@ -119,7 +119,7 @@ class AsyncServer:
         service_names: Sequence[str],
         *,
         options: Sequence[tuple[str, Any]],
-        pool: futures.ThreadPoolExecutor,
+        pools: Sequence[futures.ThreadPoolExecutor],
         loop_thread_context: Callable[[], AbstractContextManager[Any]] | None = None,
     ) -> None:
         """loop_thread_context: entered on the loop thread before serving, left after the server
@@ -127,7 +127,7 @@ class AsyncServer:
         self._handlers = handlers
         self._service_names = list(service_names)
         self._options = list(options)
-        self._pool = pool
+        self._pools = tuple(pools)
         self._addresses: list[str] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-loop", daemon=True)
@@ -177,7 +177,8 @@ class AsyncServer:
             self._on_loop(self._server.stop(grace))
         # Calls whose callers are gone by now may still be running on the pool: let them finish
         # (nothing half-done), but start none of those still queued.
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        for pool in self._pools:
+            pool.shutdown(wait=True, cancel_futures=True)
         self._close_loop()
 
     async def _release_loop_thread_resources(self) -> None:

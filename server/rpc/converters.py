@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from google.protobuf import struct_pb2, timestamp_pb2
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 
-from server.domain.bulk import BulkOutcome
-from server.domain.dispatch import DispatchRecord
+from server.domain.bulk import BulkOutcome, ItemFailure
+from server.domain.delivery import Delivery, DeliveryState
 from server.domain.exceptions import NewException, ReconException, Severity, Status, format_amount
 from server.domain.history import HistoryEntry
 from server.services.exceptions import CallbackReport, ListRequest, Page
@@ -17,7 +17,7 @@ from server.services.exceptions import CallbackReport, ListRequest, Page
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     # Timestamp.FromDatetime goes through a time tuple and calendar.timegm: 3x the cost of this
     # exact arithmetic, and a page of 20 exceptions converts about a hundred of them. Aware
     # datetimes only (the domain's are); year 1-9999 is also Timestamp's valid range.
@@ -65,14 +65,14 @@ def exception_to_proto(e: ReconException) -> pb.ReconciliationException:
         reason=e.reason,
         source=e.source,
         metadata=e.metadata,
-        created_at=_timestamp(e.created_at),
-        updated_at=_timestamp(e.updated_at),
-        occurred_at=_timestamp(e.occurred_at),
+        created_at=timestamp(e.created_at),
+        updated_at=timestamp(e.updated_at),
+        occurred_at=timestamp(e.occurred_at),
     )
     if e.amount is not None:
         message.amount = format_amount(e.amount)
     if e.due_at is not None:
-        message.due_at.CopyFrom(_timestamp(e.due_at))
+        message.due_at.CopyFrom(timestamp(e.due_at))
     for name in ("currency", "assigned_to", "external_system", "external_issue_id"):
         if getattr(e, name) is not None:
             setattr(message, name, getattr(e, name))
@@ -114,7 +114,7 @@ def history_entry_to_proto(entry: HistoryEntry) -> pb.HistoryEntry:
         action=entry.action.value,
         actor_id=entry.actor_id,
         changes=changes,
-        created_at=_timestamp(entry.created_at),
+        created_at=timestamp(entry.created_at),
     )
 
 
@@ -124,26 +124,38 @@ def history_page_to_proto(page: Page[HistoryEntry]) -> pb.ListExceptionHistoryRe
     )
 
 
-def dispatch_to_proto(record: DispatchRecord) -> pb.DispatchExceptionResponse:
-    return pb.DispatchExceptionResponse(
-        exception_id=record.exception_id,
-        target_system=record.target_system.value,
-        queue=record.queue,
-        external_reference=record.external_reference or "",
-        acknowledged=record.acknowledged,
-        dispatched_at=_timestamp(record.completed_at or record.created_at),
+def dispatch_to_proto(delivery: Delivery) -> pb.DispatchExceptionResponse:
+    """Delivered: the ticket. Otherwise (still being retried) the delivery and its next attempt."""
+    message = pb.DispatchExceptionResponse(
+        exception_id=delivery.exception_id,
+        target_system=delivery.target_system.value,
+        queue=delivery.queue,
+        external_reference=delivery.external_reference or "",
+        acknowledged=delivery.acknowledged and delivery.state is DeliveryState.DELIVERED,
+        delivery_id=delivery.id,
     )
+    if delivery.delivered_at is not None:
+        message.dispatched_at.CopyFrom(timestamp(delivery.delivered_at))
+    if delivery.state is not DeliveryState.DELIVERED and delivery.next_attempt_at is not None:
+        message.next_attempt_at.CopyFrom(timestamp(delivery.next_attempt_at))
+    return message
 
 
 def bulk_outcome_to_proto(outcome: BulkOutcome) -> pb.BulkResult:
     return pb.BulkResult(
         succeeded=outcome.succeeded,
-        failed=[
-            pb.BulkItemFailure(exception_id=f.exception_id, error=f.error, reason=f.reason)
-            for f in outcome.failed
-        ],
+        failed=[_item_failure(f) for f in outcome.failed],
         total=outcome.total,
     )
+
+
+def _item_failure(f: ItemFailure) -> pb.BulkItemFailure:
+    message = pb.BulkItemFailure(exception_id=f.exception_id, error=f.error, reason=f.reason)
+    if f.delivery_id:
+        message.delivery_id = f.delivery_id
+    if f.next_attempt_at is not None:
+        message.next_attempt_at.CopyFrom(timestamp(f.next_attempt_at))
+    return message
 
 
 def callback_to_domain(request: pb.ReceiveCallbackRequest) -> CallbackReport:

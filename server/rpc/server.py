@@ -47,16 +47,22 @@ def build_server(
     max_message_bytes: int,
     reuse_port: bool = False,
     loop_thread_context: Callable[[], AbstractContextManager[Any]] | None = None,
+    waiting_methods: frozenset[str] = frozenset(),
+    waiting_workers: int = 32,
 ) -> AsyncServer:
     """reads_inline: serve the methods that change nothing (GET routes) on the event loop thread
-    rather than on the pool of `max_workers` threads (server/rpc/async_server.py says when)."""
+    rather than on the pool of `max_workers` threads (server/rpc/async_server.py says when).
+    waiting_methods run on a pool of `waiting_workers` threads of their own: calls that may wait
+    for something outside the request (a dispatch waits for first delivery outcomes), so their
+    waiting never takes the threads that serve every other call."""
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc")
+    waiting_pool = futures.ThreadPoolExecutor(max_workers=waiting_workers, thread_name_prefix="rpc-wait")
     handlers = {
         method: grpc.unary_unary_rpc_method_handler(
             serve_behaviour(
                 unary_behaviour(method, wrapped),
                 inline=reads_inline and not methods[method].mutating,
-                pool=pool,
+                pool=waiting_pool if method in waiting_methods else pool,
             ),
             request_deserializer=wrapped.request_deserializer,
             response_serializer=wrapped.response_serializer,
@@ -74,7 +80,11 @@ def build_server(
         ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
     ]
     return AsyncServer(
-        handlers, service_names(), options=options, pool=pool, loop_thread_context=loop_thread_context
+        handlers,
+        service_names(),
+        options=options,
+        pools=(pool, waiting_pool),
+        loop_thread_context=loop_thread_context,
     )
 
 

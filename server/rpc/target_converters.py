@@ -19,7 +19,9 @@ def put_request_to_values(request: pb.PutTargetRequest) -> dict[str, str]:
 
 
 def target_to_proto(config: TargetConfig) -> pb.Target:
-    message = pb.Target(target_system=config.target.value, configured_secrets=config.configured_secrets)
+    message = pb.Target(
+        target_system=config.target.value, configured_secrets=config.configured_secrets, paused=config.paused
+    )
     for name in _READABLE:
         value = config.settings.get(name)
         if value:

@@ -1,49 +1,52 @@
-"""Dispatching exceptions to target systems, one at a time or up to 100 at once.
+"""Dispatching exceptions to target systems, one at a time or up to 100 at once (API.md §3, §7).
 
-External calls are recorded before and after (docs/targets.md, "No duplicate tickets"):
-1. read the exceptions, the tenant's target configuration and earlier dispatch records;
-2. claim a pending record per item (deterministic key) and COMMIT it, on its own;
-3. call the target holding no transaction: a bounded pool of batches, results in request order;
-4. give up the claims of failed items, on their own: forget them when nothing was created, keep
-   them unclaimed ("outcome unknown") when the target may have created a ticket;
-5. complete the succeeded items (record, exception, DISPATCH history) in the call's transaction,
-   so they commit together with the idempotency interceptor's stored response.
-MANUAL, which calls nothing outside the process, skips steps 2 and 4: read, create and record all
-happen in the call's one transaction.
-A retry that finds a pending record whose attempt ended (released, or its claim too old: a crash)
-asks the target for the ticket before creating one, and adopts it.
+A dispatch records its intent; the delivery workers carry it out (server/delivery/, docs/delivery.md):
+1. read the exceptions, the tenant's target configuration (422 TARGET_NOT_CONFIGURED before any item
+   is touched) and the deliveries that exist for the same (exception, target, queue);
+2. write one delivery per item that has none (PENDING, due now), or join the one that exists: a
+   DELIVERED one answers its ticket again, a PENDING or IN_FLIGHT one is waited for, a FAILED or
+   CANCELLED one is made due again (dispatching again means "try again");
+3. commit, wake this process's workers, and wait up to DISPATCH_WAIT_SECONDS for each item's first
+   outcome; items still being retried then answer DELIVERY_SCHEDULED with their delivery id.
+Nothing here calls a target, and the wait holds no transaction or lock.
 
-When the call's outer transaction is already open (say, a /v1/bulk sub-request after a write),
-committing on the side could wait forever for that very transaction (SQLite's single writer), and
-could not see what it wrote. Then everything stays inside it, and because a crash would roll the
-claims back, every item asks the target first.
+Transactions: the deliveries commit on their own, before the wait, so the workers (of any replica)
+can see them; the idempotency interceptor then stores the answer in its own transaction. A request
+that dies in between leaves its key in progress until the lock timeout; the retry joins the same
+deliveries (one source of truth) and answers from their state. When the call runs inside a
+transaction that has already begun (a keyed /v1/bulk after a write), the deliveries join it and the
+call answers at once: nothing can be delivered before that transaction commits.
+
+MANUAL never leaves the process: its deliveries are DELIVERED in the call's own transaction (under
+an idempotency key, together with the stored answer), with the exception's ticket and DISPATCH
+history, as before.
 """
 
 from __future__ import annotations
 
-import contextvars
-import logging
+import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from server.domain.auth import Principal
 from server.domain.bulk import BulkOutcome, unique_ids
+from server.domain.delivery import (
+    Attempt,
+    AttemptOutcome,
+    Delivery,
+    DeliveryFailed,
+    DeliveryScheduled,
+    DeliveryState,
+)
 from server.domain.dispatch import (
     Connector,
-    DispatchRecord,
-    TargetDown,
     TargetSystem,
     TicketRef,
     TicketRequest,
     apply_ticket,
     dispatch_key,
-    external_marker,
-    in_progress,
-    maybe_created,
     parse_target_request,
 )
 from server.domain.errors import DomainError, FailedPrecondition, NotFound
@@ -52,10 +55,19 @@ from server.domain.history import Action, HistoryEntry
 from server.domain.ports import ConnectorFactory, UnitOfWork, UnitOfWorkFactory
 from server.domain.targets import TargetConfig
 from server.services.clock import Clock, utc_now
+from server.services.deliveries import DeliveryService
+from server.services.slots import Slots
 
-log = logging.getLogger("reconrouter.dispatch")
+Result = Delivery | DomainError
 
-Result = DispatchRecord | DomainError
+
+@dataclass
+class _Plan:
+    results: dict[str, Result] = field(default_factory=dict)
+    # Items that have a delivery to wait for (new, revived or joined), by exception id.
+    waiting: dict[str, Delivery] = field(default_factory=dict)
+    new: list[Delivery] = field(default_factory=list)
+    revived: list[Delivery] = field(default_factory=list)
 
 
 class TargetConfigs(Protocol):
@@ -64,10 +76,22 @@ class TargetConfigs(Protocol):
     def config_for(self, uow: UnitOfWork, tenant_id: str, target: TargetSystem) -> TargetConfig | None: ...
 
 
-@dataclass(frozen=True)
-class _Item:
-    exception: ReconException
-    key: str
+class WaitSlots:
+    """How many dispatch calls may wait for first outcomes at once, in all and per tenant. A call
+    that finds no place answers at once (its items DELIVERY_SCHEDULED): waiting is a courtesy that
+    no tenant may turn into holding every thread."""
+
+    def __init__(self, total: int, per_tenant: int) -> None:
+        self._slots = Slots({"all": total, "tenant": per_tenant})
+
+    def try_take(self, tenant: str) -> bool:
+        return self._slots.try_take(all="", tenant=tenant)
+
+    def give_back(self, tenant: str) -> None:
+        self._slots.give_back(all="", tenant=tenant)
+
+    def waiting(self) -> int:
+        return self._slots.held("all")
 
 
 class DispatchService:
@@ -76,10 +100,12 @@ class DispatchService:
         uow: UnitOfWorkFactory,
         targets: TargetConfigs,
         connectors: ConnectorFactory,
+        deliveries: DeliveryService,
         *,
         clock: Clock = utc_now,
-        pool_size: int = 8,
-        claim_timeout: timedelta = timedelta(minutes=5),
+        wait_seconds: float = 10.0,
+        wait_slots: WaitSlots | None = None,
+        poll_seconds: float = 0.2,
         observe: Callable[[str, str], None] | None = None,
     ) -> None:
         # (target, outcome) per dispatched item, outcome "succeeded" or the failure's reason: metrics.
@@ -87,17 +113,19 @@ class DispatchService:
         self._uow = uow
         self._targets = targets
         self._connectors = connectors
+        self._deliveries = deliveries
         self._clock = clock
-        self._pool_size = pool_size
-        self._claim_timeout = claim_timeout
+        self._wait_seconds = wait_seconds
+        self.wait_slots = wait_slots or WaitSlots(32, 8)
+        self._poll_seconds = poll_seconds
 
-    def dispatch(
-        self, principal: Principal, exception_id: str, target_system: str, queue: str
-    ) -> DispatchRecord:
-        """Single dispatch: per-item problems are errors of the whole call."""
+    def dispatch(self, principal: Principal, exception_id: str, target_system: str, queue: str) -> Delivery:
+        """Single dispatch: the delivery, DELIVERED or still being retried (202); a refusal raises."""
         exception_id = parse_uuid(exception_id, "exception_id")
         target, queue = parse_target_request(target_system, queue)
         result = self._observed(target, self._run(principal, [exception_id], target, queue))[exception_id]
+        if isinstance(result, DeliveryScheduled):
+            return result.delivery
         if isinstance(result, DomainError):
             raise result
         return result
@@ -126,235 +154,171 @@ class DispatchService:
     def _run(
         self, principal: Principal, ids: list[str], target: TargetSystem, queue: str
     ) -> dict[str, Result]:
-        keys = {eid: dispatch_key(target, eid, queue) for eid in ids}
-        if self._connectors.is_local(target):
-            return self._dispatch_local(principal, ids, keys, target, queue)
-        tenant = principal.tenant_id
+        local = self._connectors.is_local(target)
         inside = self._uow.in_transaction()
-        with self._uow(write=False, join=inside) as uow:
-            # Request-level refusal (422 TARGET_NOT_CONFIGURED) before any item is touched.
-            connector = self._connectors.build(target, self._targets.config_for(uow, tenant, target))
-            found = uow.exceptions.get_many(tenant, ids)
-            earlier = uow.dispatches.get_many(tenant, keys.values())
-        results, todo = _triage(ids, keys, found, earlier)
-        if todo:
-            results.update(self._dispatch_external(principal, target, queue, connector, todo, inside))
-        return results
-
-    def _dispatch_local(
-        self, principal: Principal, ids: list[str], keys: dict[str, str], target: TargetSystem, queue: str
-    ) -> dict[str, Result]:
-        """Nothing leaves the process (MANUAL): no pending record, and the whole dispatch is one write
-        transaction (the call's, under an idempotency key): two reads that lock the rows, then three
-        batched writes, however many items (docs/benchmarks.md)."""
         tenant = principal.tenant_id
-        with self._uow(write=True) as uow:
+        keys = {eid: dispatch_key(target, eid, queue) for eid in ids}
+        # MANUAL joins the call's transaction (it commits with the stored answer); the others commit
+        # their deliveries on their own unless a transaction has begun already.
+        with self._uow(write=True, join=local or inside) as uow:
             connector = self._connectors.build(target, self._targets.config_for(uow, tenant, target))
             found = uow.exceptions.get_many(tenant, ids)
-            earlier = uow.dispatches.get_many(tenant, keys.values())
-            results, todo = _triage(ids, keys, found, earlier)
-            if not todo:
-                return results
-            refs = connector.send([TicketRequest(i.exception, queue, i.key, i.key) for i in todo])
-            now = self._clock()
-            records: list[DispatchRecord] = []
-            changed: list[ReconException] = []
-            for item, ref in zip(todo, refs, strict=True):
-                if isinstance(ref, DomainError):
-                    results[item.exception.id] = ref
-                    continue
-                record = _completed(item, tenant, target, queue, ref, now)
-                records.append(record)
-                changed.append(item.exception)
-                results[item.exception.id] = record
-            uow.dispatches.add_many(records)
-            self._record_tickets(uow, principal, target, queue, changed, records, now)
-        return results
+            existing = uow.deliveries.get_by_keys(tenant, keys.values())
+            plan = self._plan(principal, ids, keys, found, existing, target, queue)
+            if local:
+                return self._deliver_here(uow, principal, connector, plan, found)
+            uow.deliveries.add_many(plan.new)
+            uow.deliveries.update_many(plan.revived)
+        if not plan.waiting:
+            return plan.results
+        self._deliveries.wake()
+        if inside:
+            waiting = plan.waiting
+        else:
+            # A revived delivery starts a new round: its first outcome is that of its next attempt.
+            floors = {d.id: d.attempt_count for d in plan.revived}
+            waiting = self._wait_for_first_outcomes(tenant, plan.waiting, floors)
+        for eid, delivery in waiting.items():
+            plan.results[eid] = _answer(delivery)
+        return plan.results
 
-    def _record_tickets(
+    def _plan(
+        self,
+        principal: Principal,
+        ids: list[str],
+        keys: dict[str, str],
+        found: dict[str, ReconException],
+        existing: dict[str, Delivery],
+        target: TargetSystem,
+        queue: str,
+    ) -> _Plan:
+        """Answers what needs no delivery; new or revived deliveries for the rest, or the one to join."""
+        now = self._clock()
+        plan = _Plan()
+        for eid in ids:
+            exception, delivery = found.get(eid), existing.get(keys[eid])
+            if exception is None:
+                plan.results[eid] = NotFound("exception not found")
+            elif delivery is not None and delivery.state is DeliveryState.DELIVERED:
+                plan.results[eid] = delivery  # already dispatched there: the same ticket, never a second
+            elif exception.status is Status.RESOLVED:
+                plan.results[eid] = FailedPrecondition("exception is resolved", reason="INVALID_STATE")
+            elif delivery is None:
+                delivery = Delivery(
+                    id=str(uuid.uuid4()),
+                    tenant_id=principal.tenant_id,
+                    key=keys[eid],
+                    exception_id=eid,
+                    target_system=target,
+                    queue=queue,
+                    state=DeliveryState.PENDING,
+                    created_at=now,
+                    updated_at=now,
+                    actor_id=principal.token_id,
+                    next_attempt_at=now,
+                )
+                plan.new.append(delivery)
+                plan.waiting[eid] = delivery
+            elif delivery.state in (DeliveryState.FAILED, DeliveryState.CANCELLED):
+                # Dispatching again means "try again": a new round of retries, for this caller.
+                delivery = replace(delivery.retried(now), actor_id=principal.token_id)
+                plan.revived.append(delivery)
+                plan.waiting[eid] = delivery
+            else:
+                plan.waiting[eid] = delivery  # PENDING or IN_FLIGHT: join it
+        return plan
+
+    def _deliver_here(
         self,
         uow: UnitOfWork,
         principal: Principal,
-        target: TargetSystem,
-        queue: str,
-        exceptions: list[ReconException],
-        records: list[DispatchRecord],
-        now: datetime,
-    ) -> None:
-        """Each exception carries its ticket, with a DISPATCH history entry."""
+        connector: Connector,
+        plan: _Plan,
+        found: dict[str, ReconException],
+    ) -> dict[str, Result]:
+        """MANUAL: the tickets are made here and now, in this transaction, in batched writes."""
+        results = plan.results
+        if not plan.waiting:
+            return results
+        items = list(plan.waiting.items())
+        refs = connector.send(
+            [TicketRequest(found[eid], d.queue, d.key, d.key, delivery_id=d.id) for eid, d in items]
+        )
+        now = self._clock()
+        new_ids = {d.id for d in plan.new}
+        added: list[Delivery] = []
+        revived: list[Delivery] = []
         updated: list[ReconException] = []
         history: list[HistoryEntry] = []
-        for exception, record in zip(exceptions, records, strict=True):
-            reference = record.external_reference or ""
-            updated.append(apply_ticket(exception, target, reference, now))
-            changes = {"target_system": target.value, "queue": queue, "external_reference": reference}
+        for (eid, delivery), ref in zip(items, refs, strict=True):
+            if not isinstance(ref, TicketRef):
+                results[eid] = ref
+                continue
+            done = replace(
+                delivery,
+                state=DeliveryState.DELIVERED,
+                attempt_count=delivery.attempt_count + 1,
+                external_reference=ref.external_reference,
+                acknowledged=ref.acknowledged,
+                delivered_at=now,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+            (added if done.id in new_ids else revived).append(done)
+            results[eid] = done
+            updated.append(apply_ticket(found[eid], done.target_system, ref.external_reference, now))
+            changes = {
+                "target_system": done.target_system.value,
+                "queue": done.queue,
+                "external_reference": ref.external_reference,
+                "delivery_id": done.id,
+            }
             history.append(
                 HistoryEntry.record(
-                    principal.tenant_id, exception.id, Action.DISPATCH, principal.token_id, now, changes
+                    principal.tenant_id, eid, Action.DISPATCH, principal.token_id, now, changes
                 )
             )
+        uow.deliveries.add_many(added)
+        uow.deliveries.update_many(revived)
+        uow.deliveries.add_attempts_many(
+            [(d, Attempt(d.attempt_count, now, 0, AttemptOutcome.DELIVERED)) for d in [*added, *revived]]
+        )
         uow.exceptions.update_many(updated)
         uow.history.add_many(history)
-
-    def _dispatch_external(
-        self,
-        principal: Principal,
-        target: TargetSystem,
-        queue: str,
-        connector: Connector,
-        items: list[_Item],
-        inside: bool,
-    ) -> dict[str, Result]:
-        tenant = principal.tenant_id
-        claim_id = str(uuid.uuid4())
-        now = self._clock()
-        pending = [
-            DispatchRecord(i.key, tenant, i.exception.id, target, queue, created_at=now) for i in items
-        ]
-        with self._uow(write=True, join=inside) as uow:  # committed before any call when not inside
-            claimed = uow.dispatches.claim(pending, claim_id, now, now - self._claim_timeout)
-        results: dict[str, Result] = {}
-        requests: list[TicketRequest] = []
-        for item in items:
-            row = claimed[item.key]
-            if row.completed:
-                results[item.exception.id] = row  # another call finished it meanwhile
-            elif row.claim_id != claim_id:
-                left = self._claim_timeout - (now - (row.claimed_at or now))
-                results[item.exception.id] = in_progress(target, int(left.total_seconds()) + 1)
-            else:
-                requests.append(
-                    TicketRequest(
-                        item.exception,
-                        queue,
-                        item.key,
-                        external_marker(target, item.exception.id, queue),
-                        # An earlier attempt may have created it; inside a caller's transaction the
-                        # claim itself would vanish in a crash, so ask every time.
-                        check_existing=inside or row.attempts > 1,
-                    )
-                )
-        created: list[tuple[_Item, TicketRef]] = []
-        forget: list[str] = []
-        unknown: list[str] = []
-        for request, outcome in zip(requests, self._send(connector, requests), strict=True):
-            if isinstance(outcome, DomainError):
-                results[request.exception.id] = outcome
-                (unknown if maybe_created(outcome) else forget).append(request.key)
-            else:
-                created.append((_Item(request.exception, request.key), outcome))
-        if forget or unknown:
-            with self._uow(write=True, join=inside) as uow:
-                uow.dispatches.release(tenant, claim_id, forget, forget=True)
-                uow.dispatches.release(tenant, claim_id, unknown, forget=False)
-        if created:
-            refs = [ref for _, ref in created]
-            results.update(self._complete(principal, target, queue, claim_id, [i for i, _ in created], refs))
         return results
 
-    def _send(self, connector: Connector, requests: list[TicketRequest]) -> list[TicketRef | DomainError]:
-        """Batches of connector.batch_size through a bounded pool; results in request order."""
-        size = max(1, connector.batch_size)
-        batches = [requests[i : i + size] for i in range(0, len(requests), size)]
-        workers = min(self._pool_size, len(batches))
-        if workers <= 1:
-            outcomes = [self._send_batch(connector, b) for b in batches]
-        else:
-            # Each task runs in a copy of this call's context, so its log lines carry the request id.
-            contexts = [contextvars.copy_context() for _ in batches]
-            with ThreadPoolExecutor(workers, thread_name_prefix="dispatch") as pool:
-                outcomes = list(
-                    pool.map(
-                        lambda cb: cb[0].run(self._send_batch, connector, cb[1]),
-                        zip(contexts, batches, strict=True),
-                    )
-                )
-        return [outcome for batch in outcomes for outcome in batch]
-
-    @staticmethod
-    def _send_batch(connector: Connector, batch: list[TicketRequest]) -> list[TicketRef | DomainError]:
+    def _wait_for_first_outcomes(
+        self, tenant: str, waiting: dict[str, Delivery], floors: dict[str, int]
+    ) -> dict[str, Delivery]:
+        """Up to DISPATCH_WAIT_SECONDS, holding no transaction, for each item's first outcome (for a
+        revived delivery: an attempt beyond the `floors` count it had when it was revived)."""
+        if self._wait_seconds <= 0 or not self.wait_slots.try_take(tenant):
+            return waiting
         try:
-            outcomes = connector.send(batch)
-        except Exception:
-            # A bug, not the target: keep the claims as "outcome unknown" so a retry asks first.
-            log.exception("connector failed", extra={"target": connector.target.value})
-            outcomes = [
-                TargetDown(f"{connector.target.value} dispatch failed unexpectedly", maybe_created=True)
-            ] * len(batch)
-        if len(outcomes) != len(batch):
-            raise RuntimeError("a connector must answer once per request")
-        return outcomes
-
-    def _complete(
-        self,
-        principal: Principal,
-        target: TargetSystem,
-        queue: str,
-        claim_id: str,
-        items: list[_Item],
-        refs: list[TicketRef],
-    ) -> dict[str, Result]:
-        """Records the tickets in the call's transaction: dispatch record, exception, history. The
-        claims were committed on their own, so the records and exceptions are read again, locked:
-        another call may have completed a record meanwhile (its record and history then stand)."""
-        tenant = principal.tenant_id
-        now = self._clock()
-        outcomes = [
-            _completed(item, tenant, target, queue, ref, now) for item, ref in zip(items, refs, strict=True)
-        ]
-        results: dict[str, Result] = {}
-        with self._uow(write=True) as uow:
-            uow.dispatches.complete(tenant, claim_id, outcomes)
-            rows = uow.dispatches.get_many(tenant, [o.key for o in outcomes])
-            current = uow.exceptions.get_many(tenant, [o.exception_id for o in outcomes])
-            mine: list[tuple[ReconException, DispatchRecord]] = []
-            for outcome in outcomes:
-                row = rows.get(outcome.key)
-                exception = current.get(outcome.exception_id)
-                if row is None or not row.completed or exception is None:
-                    results[outcome.exception_id] = TargetDown(
-                        f"{target.value} dispatch could not be recorded", maybe_created=True
-                    )
-                    continue
-                results[outcome.exception_id] = row
-                if row.completed_at == now and row.external_reference == outcome.external_reference:
-                    mine.append((exception, row))
-            self._record_tickets(
-                uow, principal, target, queue, [e for e, _ in mine], [r for _, r in mine], now
-            )
-        return results
+            deadline = time.monotonic() + self._wait_seconds
+            by_id = {d.id: eid for eid, d in waiting.items()}
+            current = waiting
+            while True:
+                latest = self._deliveries.latest(tenant, list(by_id))
+                current = {by_id[did]: d for did, d in latest.items()}
+                left = deadline - time.monotonic()
+                if left <= 0 or all(_has_outcome(d, floors.get(d.id, 0)) for d in current.values()):
+                    return current
+                with self._deliveries.recorded:
+                    self._deliveries.recorded.wait(min(self._poll_seconds, left))
+        finally:
+            self.wait_slots.give_back(tenant)
 
 
-def _triage(
-    ids: list[str], keys: dict[str, str], found: dict[str, ReconException], earlier: dict[str, DispatchRecord]
-) -> tuple[dict[str, Result], list[_Item]]:
-    """Items answered without a call (not found, already dispatched, resolved), and those to send."""
-    results: dict[str, Result] = {}
-    todo: list[_Item] = []
-    for eid in ids:
-        exception, previous = found.get(eid), earlier.get(keys[eid])
-        if exception is None:
-            results[eid] = NotFound("exception not found")
-        elif previous is not None and previous.completed:
-            results[eid] = previous  # already dispatched here: the same ticket, never a second one
-        elif exception.status is Status.RESOLVED:
-            results[eid] = FailedPrecondition("exception is resolved", reason="INVALID_STATE")
-        else:
-            todo.append(_Item(exception, keys[eid]))
-    return results, todo
+def _has_outcome(delivery: Delivery, floor: int) -> bool:
+    if floor == 0:
+        return delivery.has_first_outcome
+    return delivery.finished or (delivery.state is DeliveryState.PENDING and delivery.attempt_count > floor)
 
 
-def _completed(
-    item: _Item, tenant: str, target: TargetSystem, queue: str, ref: TicketRef, now: datetime
-) -> DispatchRecord:
-    return DispatchRecord(
-        item.key,
-        tenant,
-        item.exception.id,
-        target,
-        queue,
-        created_at=now,
-        external_reference=ref.external_reference,
-        acknowledged=ref.acknowledged,
-        completed_at=now,
-    )
+def _answer(delivery: Delivery) -> Result:
+    if delivery.state is DeliveryState.DELIVERED:
+        return delivery
+    if delivery.state in (DeliveryState.FAILED, DeliveryState.CANCELLED):
+        return DeliveryFailed(delivery)
+    return DeliveryScheduled(delivery)

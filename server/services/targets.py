@@ -4,11 +4,11 @@ dispatch builds connectors from. Secrets are encrypted here, before storage sees
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from server.domain.auth import Principal
 from server.domain.dispatch import TargetSystem, parse_target_system
-from server.domain.errors import FailedPrecondition, NotFound
+from server.domain.errors import DomainError, FailedPrecondition, NotFound
 from server.domain.ports import UnitOfWork, UnitOfWorkFactory
 from server.domain.targets import (
     SPECS,
@@ -30,6 +30,8 @@ class TargetService:
         self._cipher = cipher
         self._check_url = check_url
         self._clock = clock
+        # Tells this process's delivery workers that a resumed target's deliveries are due now.
+        self.resumed: Callable[[], None] = lambda: None
 
     def put(self, principal: Principal, target_system: str, values: Mapping[str, str]) -> TargetConfig:
         target = parse_target_system(target_system)
@@ -41,7 +43,7 @@ class TargetService:
         checked = _without_secret_requirements(target, values)
         build_config(tenant, target, checked, None, self._check_url, self._clock())
         with self._uow(write=True) as uow:
-            previous = self._load(uow, tenant, target)
+            previous = self._previous(uow, tenant, target, values)
             config = build_config(tenant, target, values, previous, lambda _url: None, self._clock())
             uow.targets.put(self._seal(config))
         return config
@@ -72,11 +74,43 @@ class TargetService:
             if not uow.targets.delete(principal.tenant_id, target):
                 raise NotFound(f"target system {target.value} is not configured")
 
+    def set_paused(self, principal: Principal, target_system: str, paused: bool) -> TargetConfig:
+        """Pause or resume deliveries to a configured target (API.md §7)."""
+        target = parse_target_system(target_system)
+        if target is TargetSystem.MANUAL:
+            raise FailedPrecondition("MANUAL completes at once and cannot be paused", reason="INVALID_STATE")
+        with self._uow(write=True) as uow:
+            if not uow.targets.set_paused(principal.tenant_id, target, paused):
+                raise NotFound(f"target system {target.value} is not configured")
+            config = self._load(uow, principal.tenant_id, target)
+        assert config is not None
+        if not paused:
+            self.resumed()
+        return config
+
     def config_for(self, uow: UnitOfWork, tenant_id: str, target: TargetSystem) -> TargetConfig | None:
         """Dispatch's view, read in dispatch's own unit of work."""
         if target is TargetSystem.MANUAL:
             return manual_config(tenant_id)
         return self._load(uow, tenant_id, target)
+
+    def _previous(
+        self, uow: UnitOfWork, tenant_id: str, target: TargetSystem, values: Mapping[str, str]
+    ) -> TargetConfig | None:
+        """The stored configuration a PUT merges into. When its secrets cannot be decrypted any more
+        (TARGET_SECRETS_KEY changed), a PUT that sends every required write-only field replaces them,
+        which is what the error tells operators to do; one that does not is refused with that error."""
+        try:
+            return self._load(uow, tenant_id, target)
+        except DomainError as exc:
+            if exc.reason != "TARGET_SECRETS_UNREADABLE":
+                raise
+            required = [spec.name for spec in SPECS[target] if spec.secret and spec.required]
+            if not all(values.get(name, "").strip() for name in required):
+                raise
+            stored = uow.targets.get(tenant_id, target)
+            assert stored is not None
+            return TargetConfig(tenant_id, target, created_at=stored.created_at, paused=stored.paused)
 
     # -- sealing ---------------------------------------------------------------------------------
 
@@ -105,6 +139,7 @@ class TargetService:
             secrets,
             stored.created_at,
             stored.updated_at,
+            stored.paused,
         )
 
 

@@ -83,24 +83,54 @@ exception_history = sa.Table(
     sa.Index("ix_exception_history_tenant_exception", "tenant_id", "exception_id", "created_at", "id"),
 )
 
-dispatches = sa.Table(
-    "dispatches",
+# Durable delivery (API.md §7, docs/delivery.md): the outbox the dispatch routes write and the
+# workers drain; added by 0004, which moved the earlier dispatch records here.
+deliveries = sa.Table(
+    "deliveries",
     metadata,
-    # Keys are deterministic per tenant (dispatch:{TARGET}:{exception_id}[:{queue}]); tenant first so
-    # a batch lookup is one range of the primary key.
-    sa.Column("tenant_id", sa.String(64), primary_key=True),
-    sa.Column("key", sa.String(600), primary_key=True),
+    sa.Column("id", UuidStr, primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    # The dispatch key, dispatch:{TARGET}:{exception_id}[:{queue}]: one delivery per triple.
+    sa.Column("key", sa.String(600), nullable=False),
     sa.Column("exception_id", UuidStr, sa.ForeignKey("exceptions.id"), nullable=False),
     sa.Column("target_system", sa.String(32), nullable=False),
     sa.Column("queue", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # domain DeliveryState
+    sa.Column("actor_id", sa.String(64), nullable=False),  # the token that dispatched (history)
+    sa.Column("attempt_count", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime, nullable=True),
+    sa.Column("horizon_at", UtcDateTime, nullable=True),
+    sa.Column("outcome_unknown", sa.Boolean, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_reason", sa.String(64), nullable=True),
     sa.Column("external_reference", sa.String(255), nullable=True),
     sa.Column("acknowledged", sa.Boolean, nullable=False),
+    sa.Column("delivered_at", UtcDateTime, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_expires_at", UtcDateTime, nullable=True),
     sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("completed_at", UtcDateTime, nullable=True),
-    # The attempt calling the target right now (see domain DispatchRecord); added by 0002.
-    sa.Column("claim_id", sa.String(36), nullable=True),
-    sa.Column("claimed_at", UtcDateTime, nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("tenant_id", "key"),
+    # The workers' claim: due PENDING rows, and IN_FLIGHT rows whose lease expired.
+    sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
+    sa.Index("ix_deliveries_leases", "state", "lease_expires_at"),
+    # The routes: per exception (oldest first), per tenant newest first, filtered by state.
+    sa.Index("ix_deliveries_tenant_exception", "tenant_id", "exception_id", "created_at", "id"),
+    sa.Index("ix_deliveries_tenant_created", "tenant_id", "created_at", "id"),
+    sa.Index("ix_deliveries_tenant_state_created", "tenant_id", "state", "created_at", "id"),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("delivery_id", UuidStr, sa.ForeignKey("deliveries.id"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(24), nullable=False),  # domain AttemptOutcome
+    sa.Column("http_status", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
 )
 
 targets = sa.Table(
@@ -113,6 +143,8 @@ targets = sa.Table(
     sa.Column("secrets", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # Deliveries to a paused target wait (API.md §7); added by 0004.
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 idempotency_keys = sa.Table(

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine, RootTransaction
 
 from server.storage.engine import autocommit_reads
 from server.storage.repositories import (
-    SqlDispatchRepository,
+    SqlDeliveryRepository,
     SqlExceptionRepository,
     SqlHistoryRepository,
     SqlTargetRepository,
@@ -65,7 +65,7 @@ class SqlUnitOfWork:
         self.connection: Connection
         self.exceptions: SqlExceptionRepository
         self.history: SqlHistoryRepository
-        self.dispatches: SqlDispatchRepository
+        self.deliveries: SqlDeliveryRepository
         self.targets: SqlTargetRepository
         self.tokens: SqlTokenRepository
 
@@ -101,7 +101,7 @@ class SqlUnitOfWork:
         direct = self.autocommit
         self.exceptions = SqlExceptionRepository(self.connection, lock_rows=lock_rows, direct_reads=direct)
         self.history = SqlHistoryRepository(self.connection)
-        self.dispatches = SqlDispatchRepository(self.connection, lock_rows=lock_rows)
+        self.deliveries = SqlDeliveryRepository(self.connection, lock_rows=lock_rows)
         self.targets = SqlTargetRepository(self.connection)
         self.tokens = SqlTokenRepository(self.connection, direct_reads=direct)
         return self

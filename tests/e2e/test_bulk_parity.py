@@ -6,6 +6,8 @@ import uuid
 import httpx
 import pytest
 
+from tests.support.stack import free_port
+
 # Headers every Envoy response has that describe the transport, not the call.
 TRANSPORT = {"date", "server", "content-length", "connection"}
 
@@ -85,6 +87,27 @@ def test_success_is_the_same(api, seeded, method, url, body):
     direct, result = direct_and_bulk(api, method, fill(url, seeded), fill(body, seeded))
     assert direct.status_code == 200, direct.text
     assert_same(direct, result)
+
+
+def test_a_scheduled_dispatch_is_202_in_both(api_for):
+    """A single dispatch whose delivery is being retried answers 202 (API.md §7; Envoy's Lua filter
+    turns the server's x-http-status into the status); as a /v1/bulk sub-request it is 202 too."""
+    api = api_for("parity-scheduled")
+    port = free_port()  # nothing listens there: every attempt is refused and retried later
+    put = api.put("/v1/targets/WEBHOOK", json={"url": f"http://127.0.0.1:{port}/hook", "secret": "s" * 24})
+    assert put.status_code == 200, put.text
+    eid = api.post("/v1/exceptions", json={"transaction_id": "parity-202"}).json()["id"]
+    url = f"/v1/exceptions/{eid}/dispatch"
+    direct, result = direct_and_bulk(api, "POST", url, {"target_system": "WEBHOOK"})
+    assert direct.status_code == 202 and direct.json()["acknowledged"] is False, direct.text
+    assert_same(direct, result, exact_body=False)
+    # The sub-request joined the same delivery; only its next attempt may have moved meanwhile.
+    volatile = {"next_attempt_at"}
+    assert list(result["contents"]) == list(direct.json())
+    assert {k: v for k, v in result["contents"].items() if k not in volatile} == {
+        k: v for k, v in direct.json().items() if k not in volatile
+    }
+    api.post(f"/v1/deliveries/{direct.json()['delivery_id']}/cancel")  # stop retrying (best effort)
 
 
 def test_a_create_is_the_same_but_for_its_id_and_times(api):

@@ -6,7 +6,9 @@ response of a call whose key starts with `crash-`: the handler's rows are writte
 
 The tests check what API.md §5 promises: nothing of the crashed call is committed; its claim keeps
 the key in use until the lock timeout; then a retry runs exactly once and later repeats replay it.
-Also the purge command, and that an expired key behaves as new.
+Also the purge command, and that an expired key behaves as new. A dispatch is the exception to
+"nothing committed": its deliveries commit before the call waits (API.md §7), so the keyed retry
+joins them and answers from their state, and the target gets one ticket (docs/delivery.md).
 """
 
 import os
@@ -19,6 +21,7 @@ import grpc
 import httpx
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 
@@ -28,7 +31,10 @@ from server.storage.tables import exceptions as exceptions_table
 from server.storage.tables import idempotency_keys
 from tests.e2e.conftest import error_reason
 from tests.support.databases import database_urls
+from tests.support.deliveries import deliveries_of, wait_state
+from tests.support.dispatch import TUNED_ENV, Tenant
 from tests.support.stack import Stack
+from tests.support.standins import WebhookReceiver
 
 CRASH_EXIT_CODE = 70
 THIS_MODULE = "tests.e2e.test_idempotency_crash"
@@ -140,6 +146,67 @@ def test_a_crash_before_the_response_is_stored_commits_nothing_and_the_retry_run
         assert count(engine, exceptions_table.c.transaction_id, txn) == 3  # + live_key's + the fresh one
         client.close()
     engine.dispose()
+
+
+def test_a_dispatch_that_dies_before_its_answer_is_stored_is_answered_from_its_deliveries(
+    database_url, tmp_path
+):
+    env = {
+        **TUNED_ENV,
+        "TARGET_SECRETS_KEY": Fernet.generate_key().decode(),
+        "IDEMPOTENCY_LOCK_TIMEOUT_SECONDS": "1",
+        "DISPATCH_WAIT_SECONDS": "1",
+    }
+    stack = Stack(database_url, env, work_dir=tmp_path / "stack")
+    stack.server_module = THIS_MODULE
+    with stack, WebhookReceiver(f"whsec-{uuid.uuid4().hex}") as receiver:
+        tenant = Tenant(stack)
+        tenant.configure("WEBHOOK", url=receiver.url, secret=receiver.secret)
+        delivered_id, scheduled_id = tenant.exceptions(2)
+
+        # 1. Delivered within the call's wait, then the process dies before storing the answer.
+        key = {"X-Idempotency-Key": f"crash-{uuid.uuid4().hex}"}
+        assert tenant.dispatch(delivered_id, "WEBHOOK", **key).status_code == 503  # Envoy: upstream gone
+        assert stack.server_process.wait(timeout=30) == CRASH_EXIT_CODE
+        assert len(receiver.deliveries) == 1
+        restart(stack, "server")
+        retry = post_until_not(
+            tenant.http,
+            {409, 503},  # the dead call's key is in use until its lock timeout (1 s)
+            f"/v1/exceptions/{delivered_id}/dispatch",
+            json={"target_system": "WEBHOOK", "queue": ""},
+            headers=key,
+        )
+        assert (retry.status_code, retry.headers["x-idempotency-replayed"]) == (200, "false"), retry.text
+        [delivery] = deliveries_of(tenant, delivered_id)
+        body = retry.json()
+        assert body["acknowledged"] is True and body["delivery_id"] == delivery["id"]
+        assert body["external_reference"] == delivery["external_reference"] == "WH-1"
+        assert receiver.count("POST", "/") == 1  # answered from the delivery, not sent again
+        again = tenant.dispatch(delivered_id, "WEBHOOK", **key)
+        assert again.headers["x-idempotency-replayed"] == "true" and again.content == retry.content
+
+        # 2. Still pending (the target is paused) when the process dies before storing the answer.
+        assert tenant.http.post("/v1/targets/WEBHOOK/pause").json()["paused"] is True
+        restart(stack, THIS_MODULE)
+        key = {"X-Idempotency-Key": f"crash-{uuid.uuid4().hex}"}
+        bulk = {"exception_ids": [scheduled_id], "target_system": "WEBHOOK"}
+        assert tenant.http.post("/v1/exceptions/bulk/dispatch", json=bulk, headers=key).status_code == 503
+        assert stack.server_process.wait(timeout=30) == CRASH_EXIT_CODE
+        restart(stack, "server")
+        retry = post_until_not(
+            tenant.http, {409, 503}, "/v1/exceptions/bulk/dispatch", json=bulk, headers=key
+        )
+        assert (retry.status_code, retry.headers["x-idempotency-replayed"]) == (200, "false"), retry.text
+        [delivery] = deliveries_of(tenant, scheduled_id)  # joined: still one delivery
+        [failed] = retry.json()["failed"]
+        assert (failed["reason"], failed["delivery_id"]) == ("DELIVERY_SCHEDULED", delivery["id"])
+        assert failed["next_attempt_at"] and delivery["state"] == "PENDING"
+        assert tenant.http.post("/v1/targets/WEBHOOK/resume").json()["paused"] is False
+        assert wait_state(tenant, delivery["id"], "DELIVERED")["external_reference"] == "WH-2"
+        assert len(receiver.deliveries) == 2 and receiver.count("POST", "/") == 2
+        assert receiver.violations == []
+        tenant.close()
 
 
 if __name__ == "__main__":

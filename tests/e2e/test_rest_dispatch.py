@@ -1,5 +1,7 @@
-"""Dispatch to JIRA, ServiceNow and signed webhooks end to end: REST through Envoy, the real server,
-loopback stand-ins that check every request against the documented API and fail on cue."""
+"""Dispatch to JIRA, ServiceNow and signed webhooks end to end: REST through Envoy, the real server
+and its delivery workers, loopback stand-ins that check every request against the documented API and
+fail on cue. Dispatch is durable (API.md §7): a call answers once each item has a first outcome
+(delivered, refused, or scheduled for a retry: 202 / DELIVERY_SCHEDULED), and the workers retry."""
 
 from __future__ import annotations
 
@@ -13,6 +15,14 @@ from server.storage.engine import make_engine
 from server.storage.tables import targets as targets_table
 from tests.e2e.conftest import error_reason, violation_fields
 from tests.support.databases import database_urls
+from tests.support.deliveries import (
+    deliveries_of,
+    get_delivery,
+    outcomes,
+    parse_time,
+    wait_for,
+    wait_state,
+)
 from tests.support.dispatch import Tenant, dispatch_stack
 from tests.support.standins import Drop, JiraStandIn, Respond, ServiceNowStandIn, Stall, WebhookReceiver
 
@@ -22,7 +32,8 @@ SECRETS: set[str] = set()  # every secret any test configured: none may reach a 
 @pytest.fixture(scope="module", params=database_urls())
 def stack(request, tmp_path_factory):
     work = tmp_path_factory.mktemp("dispatch")
-    with request.param(work) as url, dispatch_stack(url, work) as running:
+    # The breaker is per (tenant, target): a longer reset only slows the test that opens one.
+    with request.param(work) as url, dispatch_stack(url, work, DISPATCH_BREAKER_RESET_SECONDS="3") as running:
         yield running
         logs = running.logs()
         leaked = sorted(s for s in SECRETS if s in logs)
@@ -181,10 +192,16 @@ def test_jira_single_dispatch_records_the_issue(tenant, jira):
     assert exception["external_system"] == "JIRA" and exception["external_issue_id"] == "OPS-1"
     history = tenant.http.get(f"/v1/exceptions/{eid}/history").json()["items"]
     assert history[-1]["action"] == "DISPATCH"
-    assert history[-1]["changes"] == {"target_system": "JIRA", "queue": "OPS", "external_reference": "OPS-1"}
+    assert history[-1]["changes"] == {
+        "target_system": "JIRA",
+        "queue": "OPS",
+        "external_reference": "OPS-1",
+        "delivery_id": body["delivery_id"],
+    }
     assert jira.issues["OPS-1"]["fields"]["priority"] == {"name": "Highest"}
-    # Again: the recorded issue, not a second one.
-    assert tenant.dispatch(eid, "JIRA", queue="OPS").json()["external_reference"] == "OPS-1"
+    # Again: the delivered delivery answers its issue, not a second one.
+    again = tenant.dispatch(eid, "JIRA", queue="OPS").json()
+    assert (again["external_reference"], again["delivery_id"]) == ("OPS-1", body["delivery_id"])
     assert len(jira.issues) == 1 and jira.count("POST", "/") == 1
 
 
@@ -212,7 +229,10 @@ def test_bulk_dispatch_of_100_mixed_results_in_request_order(tenant, jira):
     assert [(f["exception_id"], f["error"]) for f in body["failed"]] == expected_failed
     failed = {eid for eid, _ in expected_failed}
     assert body["succeeded"] == [eid for eid in request_ids if eid not in failed]
-    assert jira.count("POST", "/rest/api/2/issue/bulk") == 2  # 100 items, at most 50 per call
+    # Each delivery is its own attempt, one issue per request and none sent twice: 76 created and
+    # 13 refused; nothing sent for the 10 unknown ids or the resolved exception.
+    attempted = [eid for eid in request_ids if eid not in unknown and eid != resolved]
+    assert jira.count("POST", "/rest/api/2/issue") == len(attempted) == 89
     assert len(jira.issues) == len(body["succeeded"])
     by_label = {issue["fields"]["labels"][0]: key for key, issue in jira.issues.items()}
     for eid in body["succeeded"]:
@@ -228,7 +248,7 @@ def test_servicenow_dispatch_creates_incidents(tenant, servicenow):
     bulk = tenant.bulk_dispatch(ids, "servicenow", queue="Finance Ops").json()
     assert bulk["succeeded"] == ids and bulk["failed"] == []
     assert len(servicenow.records) == 3  # the first was not sent twice
-    # The two new incidents are created concurrently (DISPATCH_POOL_SIZE), so which gets which number
+    # The two new incidents are created concurrently (the delivery workers), so which gets which number
     # is the stand-in's arrival order; each exception must hold one of the numbers created for it.
     references = [tenant.http.get(f"/v1/exceptions/{eid}").json()["external_issue_id"] for eid in ids]
     assert references[0] == "INC0010001"
@@ -262,55 +282,87 @@ def test_retries_honour_retry_after(tenant, webhook):
     webhook.cue(Respond(503, {"error": "busy"}), Respond(429, {"error": "slow down"}, {"Retry-After": "1"}))
     [eid] = tenant.exceptions(1)
     response = tenant.dispatch(eid, "WEBHOOK")
-    assert response.status_code == 200, response.text
+    # The 503 is the first attempt's outcome: the delivery is scheduled and the call answers 202.
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["acknowledged"] is False and body["delivery_id"] and body["next_attempt_at"]
+    delivery = wait_state(tenant, body["delivery_id"], "DELIVERED")
+    assert outcomes(delivery) == ["RETRYABLE_ERROR", "RETRYABLE_ERROR", "DELIVERED"]
+    assert [a["http_status"] for a in delivery["attempts"]] == [503, 429, 200]
+    asked, delivered = delivery["attempts"][1:]
+    # Not sooner than the 429's Retry-After (a lower bound the workers must respect).
+    waited = parse_time(delivered["started_at"]) - parse_time(asked["started_at"])
+    assert waited.total_seconds() >= 1, delivery
     assert webhook.count("POST", "/") == 3 and len(webhook.deliveries) == 1
 
 
-def test_single_dispatch_failing_after_retries_is_502_and_can_be_retried(tenant, jira):
+def test_a_failing_target_answers_202_and_the_delivery_delivers_once_it_recovers(tenant, jira):
+    """Was: 502 TARGET_UNAVAILABLE after the in-call retries. Now (API.md §7) a retryable failure
+    schedules the delivery: 202 with its id; the workers retry until JIRA answers."""
     use_jira(tenant, jira)
     jira.cue(*[Respond(503, {"errorMessages": ["maintenance"]}) for _ in range(3)])
     [eid] = tenant.exceptions(1)
     response = tenant.dispatch(eid, "JIRA", queue="OPS")
-    assert response.status_code == 502 and error_reason(response) == "TARGET_UNAVAILABLE"
-    assert response.json()["message"] == "JIRA is unavailable: answered 503 (3 attempts)"
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["acknowledged"], body["external_reference"]) == (False, "")
+    assert body["delivery_id"] and body["next_attempt_at"] and "dispatched_at" not in body
     assert_clean(response, jira.url)
+    delivery = wait_state(tenant, body["delivery_id"], "DELIVERED")
+    assert outcomes(delivery) == ["RETRYABLE_ERROR"] * 3 + ["DELIVERED"]
+    assert delivery["attempts"][0]["error"] == "JIRA is unavailable: answered 503"
+    assert delivery["external_reference"] == "OPS-1" and len(jira.issues) == 1
+    assert_clean(tenant.http.get(f"/v1/deliveries/{body['delivery_id']}"), jira.url)
+    assert tenant.http.get(f"/v1/exceptions/{eid}").json()["external_issue_id"] == "OPS-1"
     retried = tenant.dispatch(eid, "JIRA", queue="OPS")
-    assert retried.status_code == 200 and len(jira.issues) == 1
+    assert retried.status_code == 200 and retried.json()["external_reference"] == "OPS-1"
+    assert len(jira.issues) == 1 and jira.count("POST", "/rest/api/2/issue") == 4
 
 
-def test_timeouts_then_a_retry_that_delivers_once(tenant, webhook):
+def test_a_timeout_is_retried_and_delivers_once(tenant, webhook):
     use_webhook(tenant, webhook)
-    webhook.cue(Stall(), Stall(), Stall())
+    webhook.cue(Stall())  # the first attempt gets no answer (DISPATCH_READ_TIMEOUT_SECONDS=1)
     [eid] = tenant.exceptions(1)
     response = tenant.dispatch(eid, "WEBHOOK")
-    assert response.status_code == 502 and response.json()["message"] == (
-        "WEBHOOK is unavailable: timed out (3 attempts)"
-    )
+    # 202 after the timeout; 200 when the immediate retry (jitter from 0 s) delivered before the
+    # waiting call looked again. Either way the attempt log tells what happened.
+    assert response.status_code in (200, 202), response.text
+    assert response.json()["acknowledged"] is (response.status_code == 200)
+    delivery = wait_state(tenant, response.json()["delivery_id"], "DELIVERED")
     webhook.release()
-    assert tenant.dispatch(eid, "WEBHOOK").status_code == 200
+    assert outcomes(delivery) == ["TIMEOUT", "DELIVERED"]
+    assert delivery["attempts"][0]["error"] == "WEBHOOK is unavailable: timed out"
     assert list(webhook.deliveries) == [f"dispatch:WEBHOOK:{eid}"]
+    # Both attempts carried the same delivery id, so a receiver can drop the repeat.
+    assert [r.headers["webhook-id"] for r in webhook.requests] == [delivery["id"]] * 2
 
 
-def test_the_circuit_breaker_stops_calling_a_failing_host(tenant, webhook):
+def test_the_circuit_breaker_stops_calling_a_failing_target(tenant, webhook):
     use_webhook(tenant, webhook)
-    webhook.cue(*[Drop() for _ in range(5)])  # the breaker opens after 5 failed calls to one host
-    first, second, third = tenant.exceptions(3)
-    assert tenant.dispatch(first, "WEBHOOK").json()["message"] == (
-        "WEBHOOK is unavailable: connection dropped (3 attempts)"
-    )
-    assert tenant.dispatch(second, "WEBHOOK").status_code == 502
-    seen = webhook.count("POST", "/")
-    assert seen == 5
-    response = tenant.dispatch(third, "WEBHOOK")
-    assert response.status_code == 502
-    assert (
-        response.json()["message"]
-        == "WEBHOOK is unavailable: circuit open after repeated failures; not called"
-    )
-    assert webhook.count("POST", "/") == seen
+    webhook.cue(*[Drop() for _ in range(5)])  # 5 failed attempts open this tenant's WEBHOOK circuit
+    first, second = tenant.exceptions(2)
+    response = tenant.dispatch(first, "WEBHOOK")
+    assert response.status_code == 202, response.text
+    first_id = response.json()["delivery_id"]
+    wait_for(lambda: len(get_delivery(tenant, first_id)["attempts"]) >= 5, what="five failed attempts")
+    assert webhook.count("POST", "/") == 5
+    # The circuit is open (for DISPATCH_BREAKER_RESET_SECONDS): the next attempt does not call.
+    response = tenant.dispatch(second, "WEBHOOK")
+    assert response.status_code == 202, response.text
+    second_id = response.json()["delivery_id"]
+    [attempt] = get_delivery(tenant, second_id)["attempts"]
+    assert attempt["error"] == "WEBHOOK is unavailable: circuit open after repeated failures; not called"
+    assert attempt["outcome"] == "RETRYABLE_ERROR" and attempt.get("http_status") is None
+    assert webhook.count("POST", "/") == 5
+    # After the reset a trial attempt goes through, delivers, and closes the circuit for the other.
+    for delivery_id in (first_id, second_id):
+        wait_state(tenant, delivery_id, "DELIVERED")
+    assert len(webhook.deliveries) == 2
 
 
-def test_a_dispatch_in_progress_is_not_started_twice(tenant, webhook):
+def test_a_dispatch_while_its_delivery_is_in_flight_joins_it(tenant, webhook):
+    """Was: 409 DISPATCH_IN_PROGRESS. Now the delivery row is the one source of truth: the second
+    call joins the delivery under way (docs/delivery.md), and there is still one ticket."""
     use_webhook(tenant, webhook)
     webhook.cue(Stall())
     [eid] = tenant.exceptions(1)
@@ -318,15 +370,16 @@ def test_a_dispatch_in_progress_is_not_started_twice(tenant, webhook):
     worker = threading.Thread(target=lambda: first.append(tenant.dispatch(eid, "WEBHOOK")))
     worker.start()
     try:
-        while webhook.count("POST", "/") == 0:
-            worker.join(0.05)
+        wait_for(lambda: webhook.count("POST", "/") > 0, what="the first attempt")
         second = tenant.dispatch(eid, "WEBHOOK")
-        assert second.status_code == 409 and error_reason(second) == "DISPATCH_IN_PROGRESS"
-        assert int(second.headers["retry-after"]) > 0
     finally:
         webhook.release()
         worker.join()
-    assert first[0].status_code == 200  # the second attempt (after the stall) delivered it
+    assert first[0].status_code in (200, 202) and second.status_code in (200, 202), second.text
+    delivery_id = first[0].json()["delivery_id"]
+    assert second.json()["delivery_id"] == delivery_id
+    wait_state(tenant, delivery_id, "DELIVERED")
+    assert [d["id"] for d in deliveries_of(tenant, eid)] == [delivery_id]
     assert len(webhook.deliveries) == 1
 
 
@@ -345,8 +398,9 @@ def test_idempotent_dispatch_replays_without_calling_again(tenant, jira):
 
 
 def test_dispatch_inside_a_keyed_bulk_request_runs_in_its_transaction(tenant, jira):
-    """/v1/bulk with a key: one transaction for every sub-request (savepoints). The dispatch then
-    stays inside it (no side commits that would wait for it on SQLite) and asks JIRA first."""
+    """/v1/bulk with a key: one transaction for every sub-request (savepoints). The dispatch's
+    delivery joins it (no side commit that would wait for it on SQLite) and the sub-request answers
+    at once, 202: nothing can be delivered before the batch commits (docs/delivery.md)."""
     use_jira(tenant, jira)
     [eid] = tenant.exceptions(1)
     requests = [
@@ -366,8 +420,10 @@ def test_dispatch_inside_a_keyed_bulk_request_runs_in_its_transaction(tenant, ji
     )
     assert response.status_code == 200, response.text
     results = response.json()
-    assert [r["status"] for r in results] == [200, 200], results
-    assert results[1]["contents"]["external_reference"] == "OPS-1"
-    assert jira.count("GET", "/rest/api/2/search") == 1 and len(jira.issues) == 1
+    assert [r["status"] for r in results] == [200, 202], results
+    scheduled = results[1]["contents"]
+    assert scheduled["acknowledged"] is False and scheduled["external_reference"] == ""
+    delivery = wait_state(tenant, scheduled["delivery_id"], "DELIVERED")
+    assert delivery["external_reference"] == "OPS-1" and len(jira.issues) == 1
     exception = tenant.http.get(f"/v1/exceptions/{eid}").json()
     assert exception["assigned_to"] == "ana" and exception["external_issue_id"] == "OPS-1"

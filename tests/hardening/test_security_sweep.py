@@ -63,6 +63,7 @@ class World:
     seen: list[httpx.Response] = field(default_factory=list)
     marker: str = ""
     token_id_a: str = ""
+    delivery_id: str = ""  # tenant A's delivery (its exception dispatched to MANUAL)
 
     def client(self, authorization: str | None) -> httpx.Client:
         headers = {} if authorization is None else {"Authorization": authorization}
@@ -74,7 +75,11 @@ class World:
         )
 
     def path_values(self) -> dict[str, str]:
-        return {"exception_id": self.exception_id, "target_system": "WEBHOOK"}
+        return {
+            "exception_id": self.exception_id,
+            "target_system": "WEBHOOK",
+            "delivery_id": self.delivery_id,
+        }
 
 
 def concrete_path(route: Route, values: dict[str, str]) -> str:
@@ -88,7 +93,7 @@ def concrete_path(route: Route, values: dict[str, str]) -> str:
     return f"{path}:{route.verb}" if route.verb else path
 
 
-def sample_body(route: Route, exception_id: str) -> dict[str, Any] | None:
+def sample_body(route: Route, exception_id: str, delivery_id: str = "") -> dict[str, Any] | None:
     if not route.binding.body:
         return None
     bound = {".".join(v.field_path) for v in route.variables}
@@ -96,12 +101,14 @@ def sample_body(route: Route, exception_id: str) -> dict[str, Any] | None:
     for f in route.method.request_type.DESCRIPTOR.fields:
         if f.name in bound:
             continue
+        # Ids name tenant A's resources: its delivery for delivery ids, its exception otherwise.
+        sample_id = delivery_id if f.name.startswith("delivery_id") else exception_id
         if f.name in SAMPLE_FIELDS:
             body[f.name] = SAMPLE_FIELDS[f.name]
         elif f.name.endswith("_ids") and f.type == FieldDescriptor.TYPE_STRING:
-            body[f.name] = [exception_id]
+            body[f.name] = [sample_id]
         elif f.name.endswith("_id") and f.type == FieldDescriptor.TYPE_STRING:
-            body[f.name] = exception_id
+            body[f.name] = sample_id
     if route.method.full_name.endswith("/BatchJson"):  # /v1/bulk: read A's exception inside
         body["requests"] = [{"url": f"/v1/exceptions/{exception_id}"}]
     return body
@@ -114,7 +121,7 @@ def call(world: World, route: Route, authorization: str | None) -> httpx.Respons
         return client.request(
             route.binding.verb,
             concrete_path(route, values),
-            json=sample_body(route, world.exception_id),
+            json=sample_body(route, world.exception_id, world.delivery_id),
             headers=headers,
         )
 
@@ -164,6 +171,12 @@ def world(hard_stack):
                 ),
             ):
                 assert a.put(f"/v1/targets/{target}", json=body).status_code == 200
+            # A delivery of A's, for the delivery routes (MANUAL: delivered at once, no target called).
+            dispatched = a.post(
+                f"/v1/exceptions/{world.exception_id}/dispatch", json={"target_system": "MANUAL"}
+            )
+            assert dispatched.status_code == 200, dispatched.text
+            world.delivery_id = dispatched.json()["delivery_id"]
         before = snapshot(world)
         yield world
         # Nothing any attack did changed tenant A's data, and no target was called.
@@ -176,7 +189,8 @@ def snapshot(world: World) -> Any:
         items = a.get("/v1/exceptions", params={"limit": 200}).json()["items"]
         history = [a.get(f"/v1/exceptions/{e['id']}/history").json() for e in items]
         targets = a.get("/v1/targets").json()
-    return items, history, targets
+        deliveries = a.get("/v1/deliveries", params={"limit": 200}).json()["items"]
+    return items, history, targets, deliveries
 
 
 def route_id(route: Route) -> str:
@@ -221,10 +235,14 @@ def other_tenant_expectations(world: World, route: Route, response: httpx.Respon
     'not found', a /v1/bulk sub-request is 404; anything else B does touches only B's own data
     (A's state is compared before and after the whole sweep)."""
     bound = {".".join(v.field_path) for v in route.variables}
-    body = sample_body(route, world.exception_id) or {}
+    body = sample_body(route, world.exception_id, world.delivery_id) or {}
     if route.method.public:
         assert response.status_code == 200
-    elif "exception_id" in bound or ("target_system" in bound and route.binding.verb in ("GET", "DELETE")):
+    elif (
+        "exception_id" in bound
+        or "delivery_id" in bound
+        or ("target_system" in bound and route.binding.verb in ("GET", "DELETE"))
+    ):
         assert_error(response, 404, "NOT_FOUND")
     elif any(isinstance(v, list) and world.exception_id in v for v in body.values()):
         assert response.status_code == 200, response.text
@@ -232,6 +250,13 @@ def other_tenant_expectations(world: World, route: Route, response: httpx.Respon
         assert result["succeeded"] == []
         assert result["failed"] == [
             {"exception_id": world.exception_id, "error": "exception not found", "reason": "NOT_FOUND"}
+        ]
+    elif any(isinstance(v, list) and world.delivery_id in v for v in body.values()):
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["succeeded"] == []
+        assert result["failed"] == [
+            {"delivery_id": world.delivery_id, "error": "delivery not found", "reason": "NOT_FOUND"}
         ]
     elif route.method.full_name.endswith("/BatchJson"):
         [item] = response.json()
@@ -249,7 +274,7 @@ def test_bulk_sub_request_needs_the_routes_scope_and_cannot_bring_a_token(world,
         "method": route.binding.verb,
         "headers": {"Authorization": f"Bearer {world.tokens['a']}"},
     }
-    body = sample_body(route, world.exception_id)
+    body = sample_body(route, world.exception_id, world.delivery_id)
     if body is not None:
         sub["data"] = json.dumps(body)
     with world.client(f"Bearer {world.tokens['lacks:' + route.method.required_scope]}") as client:

@@ -154,12 +154,16 @@ class Workload:
 @pytest.fixture(scope="module")
 def soak_stack(tmp_path_factory):
     work = tmp_path_factory.mktemp("soak")
-    # The service's default dispatch timeouts (the dispatch tests' 1 s ones are for fast failures and
-    # trip on a busy 2-core machine), and INFO logs as in production.
+    # The service's default dispatch timeouts, attempt deadline and dispatch wait (the dispatch tests'
+    # short ones are for fast failures and trip on a busy 2-core machine), and INFO logs as in
+    # production.
     env = {
         "LOG_LEVEL": "INFO",
         "DISPATCH_CONNECT_TIMEOUT_SECONDS": "5",
         "DISPATCH_READ_TIMEOUT_SECONDS": "15",
+        "DELIVERY_ATTEMPT_TIMEOUT": "30",
+        "DELIVERY_LEASE_MARGIN_SECONDS": "30",
+        "DISPATCH_WAIT_SECONDS": "10",
     }
     with ONE_DATABASE.values[0](work) as url, dispatch_stack(url, work, **env) as stack:
         yield stack

@@ -29,8 +29,10 @@ def ssrf(tmp_path_factory):
         yield stack
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def redirect_tenant(ssrf):
+    # One per test: each configures its own receiver, and the delivery workers may keep a tenant's
+    # configuration for a few seconds (server/delivery/worker.py, CONFIG_CACHE_SECONDS).
     tenant = Tenant(ssrf)
     yield tenant
     tenant.close()
@@ -59,12 +61,15 @@ def test_redirects_to_internal_addresses_are_not_followed(ssrf, redirect_tenant,
         tenant.configure("WEBHOOK", url=hook.url, secret=hook.secret)
         [eid] = tenant.exceptions(1)
         for location in (f"{inside.url}/admin", "http://169.254.169.254/latest/meta-data/"):
-            hook.cue(*[Respond(status, headers={"Location": location})] * 3)
+            # One request per attempt: the single dispatch's, then the bulk's (it tries the refused
+            # delivery again). A redirect is a permanent refusal: 422 TARGET_REJECTED, not retried.
+            hook.cue(*[Respond(status, headers={"Location": location})] * 2)
             response = tenant.dispatch(eid, "WEBHOOK")
-            assert response.status_code in (422, 502), response.text
+            assert response.status_code == 422 and error_reason(response) == "TARGET_REJECTED", response.text
             assert "169.254" not in response.text and inside.url not in response.text
             bulk = tenant.bulk_dispatch([eid], "WEBHOOK").json()
             assert bulk["succeeded"] == [] and "169.254" not in str(bulk)
+            assert [f["reason"] for f in bulk["failed"]] == ["TARGET_REJECTED"]
         assert inside.requests == []
 
 

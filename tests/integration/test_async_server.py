@@ -52,7 +52,7 @@ def served():
         ),
         FAIL: grpc.unary_unary_rpc_method_handler(serve_behaviour(_abort, inline=False, pool=pool)),
     }
-    server = AsyncServer(handlers, [], options=[], pool=pool, loop_thread_context=on_loop_thread)
+    server = AsyncServer(handlers, [], options=[], pools=[pool], loop_thread_context=on_loop_thread)
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -98,7 +98,7 @@ def test_the_health_service_answers_serving():
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     port = free_port()
-    server = AsyncServer({}, ["test.Service"], options=[], pool=futures.ThreadPoolExecutor(1))
+    server = AsyncServer({}, ["test.Service"], options=[], pools=[futures.ThreadPoolExecutor(1)])
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     try:
@@ -115,11 +115,13 @@ def test_the_health_service_answers_serving():
 
 def test_a_port_that_is_taken_is_an_error():
     port = free_port()
-    first = AsyncServer({}, [], options=[("grpc.so_reuseport", 0)], pool=futures.ThreadPoolExecutor(1))
+    first = AsyncServer({}, [], options=[("grpc.so_reuseport", 0)], pools=[futures.ThreadPoolExecutor(1)])
     first.add_insecure_port(f"127.0.0.1:{port}")
     first.start()
     try:
-        second = AsyncServer({}, [], options=[("grpc.so_reuseport", 0)], pool=futures.ThreadPoolExecutor(1))
+        second = AsyncServer(
+            {}, [], options=[("grpc.so_reuseport", 0)], pools=[futures.ThreadPoolExecutor(1)]
+        )
         second.add_insecure_port(f"127.0.0.1:{port}")
         with pytest.raises(RuntimeError, match="Failed to bind"):
             second.start()

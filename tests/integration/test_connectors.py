@@ -106,7 +106,7 @@ def test_jira_creates_one_issue_with_the_documented_fields(http):
     with JiraStandIn() as standin:
         item = request(TargetSystem.JIRA, queue="OPS", severity=Severity.CRITICAL)
         [ref] = jira(standin, http).send([item])
-        assert ref == TicketRef("OPS-1", acknowledged=True)
+        assert ref == TicketRef("OPS-1", acknowledged=True, http_status=201)
         fields = standin.issues["OPS-1"]["fields"]
         assert fields["project"] == {"key": "OPS"}
         assert fields["issuetype"] == {"name": "Task"} and fields["priority"] == {"name": "Highest"}
@@ -155,7 +155,8 @@ def test_jira_server_bearer_token_and_legacy_search(http):
         connector = jira(standin, http)
         [first] = connector.send([item])
         [again] = connector.send([TicketRequest(item.exception, "OPS", item.key, item.marker, True)])
-        assert again == first  # found by label through /rest/api/2/search, not created twice
+        # Found by label through /rest/api/2/search, not created twice (a search has no creation status).
+        assert (again.external_reference, again.acknowledged) == (first.external_reference, True)
         assert len(standin.issues) == 1 and standin.count("GET", "/rest/api/2/search") == 1
         assert standin.violations == []
 
@@ -236,7 +237,8 @@ def test_the_circuit_opens_after_repeated_failures_and_closes_after_a_success(sl
         standin.cue(Drop(), Drop())
         for _ in range(2):
             [error] = connector.send([request(TargetSystem.JIRA)])
-            assert error.message == "JIRA is unavailable: connection dropped (1 attempt)"
+            # One request per attempt (the delivery workers count attempts): no "(n attempts)".
+            assert error.message == "JIRA is unavailable: connection dropped"
         [error] = connector.send([request(TargetSystem.JIRA)])
         assert error.message == "JIRA is unavailable: circuit open after repeated failures; not called"
         assert standin.count("POST", "/") == 2  # the third call never reached JIRA
@@ -245,6 +247,47 @@ def test_the_circuit_opens_after_repeated_failures_and_closes_after_a_success(sl
         assert isinstance(ref, TicketRef)
         [ref] = connector.send([request(TargetSystem.JIRA)])
         assert isinstance(ref, TicketRef) and standin.count("POST", "/") == 4
+    http.close()
+
+
+def test_the_circuit_is_per_tenant_and_target_system(sleeps):
+    """One tenant's failing JIRA opens its own circuit; another tenant's JIRA on the same host, and
+    the same tenant's webhook, are still called (API.md §7: breaker per (tenant, target))."""
+    http = make_http(sleeps, attempts=1, breaker_failures=1, reset=60.0)
+    with JiraStandIn() as standin, WebhookReceiver() as receiver:
+        secrets = {"email": standin.email, "api_token": standin.token}
+        settings = {"base_url": standin.url, "project_key": "OPS"}
+        mine = JiraConnector(TargetConfig("t", TargetSystem.JIRA, settings, secrets), http)
+        theirs = JiraConnector(TargetConfig("u", TargetSystem.JIRA, settings, secrets), http)
+        standin.cue(Drop())
+        [error] = mine.send([request(TargetSystem.JIRA)])
+        assert error.message == "JIRA is unavailable: connection dropped"
+        [error] = mine.send([request(TargetSystem.JIRA)])
+        assert error.message == "JIRA is unavailable: circuit open after repeated failures; not called"
+        [ref] = theirs.send([request(TargetSystem.JIRA)])
+        assert isinstance(ref, TicketRef) and standin.count("POST", "/") == 2
+        hook = WebhookConnector(
+            TargetConfig("t", TargetSystem.WEBHOOK, {"url": receiver.url}, {"secret": receiver.secret}), http
+        )
+        [ref] = hook.send([request(TargetSystem.WEBHOOK)])
+        assert isinstance(ref, TicketRef) and receiver.count("POST", "/") == 1
+    http.close()
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 503])
+def test_these_statuses_are_retryable_and_other_4xx_permanent(sleeps, status):
+    http = make_http(sleeps, attempts=1)
+    with JiraStandIn() as standin:
+        standin.cue(
+            Respond(status, {"errorMessages": ["try later"]}), Respond(422, {"errorMessages": ["no"]})
+        )
+        connector = jira(standin, http, project_key="OPS")
+        [error] = connector.send([request(TargetSystem.JIRA)])
+        assert isinstance(error, TargetDown) and error.http_status == status
+        assert error.message == f"JIRA is unavailable: answered {status}"
+        [error] = connector.send([request(TargetSystem.JIRA)])
+        assert isinstance(error, TargetRejected) and error.http_status == 422
+        assert standin.count("POST", "/") == 2 and sleeps.waits == []
     http.close()
 
 
@@ -290,12 +333,13 @@ def test_servicenow_creates_an_incident_and_finds_it_by_correlation_id(http):
         connector = ServiceNowConnector(config, http)
         item = request(TargetSystem.SERVICENOW, queue="Finance Ops", severity=Severity.LOW)
         [ref] = connector.send([item])
-        assert ref == TicketRef("INC0010001", acknowledged=True)
+        assert ref == TicketRef("INC0010001", acknowledged=True, http_status=201)
         [record] = standin.records
         assert record["correlation_id"] == item.marker and record["assignment_group"] == "Finance Ops"
         assert (record["urgency"], record["impact"]) == ("2", "3")
         [again] = connector.send([TicketRequest(item.exception, item.queue, item.key, item.marker, True)])
-        assert again == ref and len(standin.records) == 1
+        assert (again.external_reference, again.acknowledged) == (ref.external_reference, True)
+        assert len(standin.records) == 1
         assert standin.violations == []
 
 
@@ -319,7 +363,7 @@ def test_webhook_deliveries_are_signed_and_repeat_with_the_same_key(http):
         )
         item = request(TargetSystem.WEBHOOK, queue="payments")
         [ref] = connector.send([item])
-        assert ref == TicketRef("WH-1", acknowledged=True)
+        assert ref == TicketRef("WH-1", acknowledged=True, http_status=200)
         assert (
             receiver.count("POST", "/") == 2
             and receiver.repeats == 1

@@ -47,8 +47,11 @@ def dispatch_statements(app, count: int) -> list[str]:
 def test_a_manual_bulk_dispatch_costs_the_same_statements_for_1_10_or_100_items(app):
     one, ten, hundred = (dispatch_statements(app, n) for n in (1, 10, 100))
     assert one == ten == hundred
-    # Read the exceptions and earlier dispatch records (locked); write records, exceptions, history.
-    assert sorted(hundred) == ["INSERT", "INSERT", "SELECT", "SELECT", "UPDATE"]
+    # MANUAL completes in the call's transaction (API.md §7): read the exceptions and the deliveries
+    # that exist for the same (exception, target, queue); insert the deliveries (DELIVERED) and their
+    # one attempt each; update the exceptions (ticket); insert their DISPATCH history. 6 statements,
+    # each one executemany or IN (...) for the whole batch.
+    assert sorted(hundred) == ["INSERT", "INSERT", "INSERT", "SELECT", "SELECT", "UPDATE"]
 
 
 def test_the_same_bound_through_grpc_under_an_idempotency_key(app, stub, auth):

@@ -1,12 +1,19 @@
 """ExceptionsService over real gRPC (pytest-grpc's threaded server) with the real interceptor chain
 and real storage (SQLite always, PostgreSQL when TEST_DATABASE_URL is set)."""
 
+import time
 import uuid
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from reconrouter.deliveries.v1 import deliveries_pb2 as dpb
+from reconrouter.deliveries.v1 import deliveries_pb2_grpc
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
+from reconrouter.targets.v1 import targets_pb2, targets_pb2_grpc
+
+from server.domain.auth import SCOPES
+from tests.support.standins import Respond, WebhookReceiver
 
 
 def error_reason(err: grpc.RpcError) -> str:
@@ -169,6 +176,96 @@ def test_callback_resolves_a_dispatched_exception(stub, auth, make_exception):
     assert answer.status == "accepted"
     got = stub.GetException(pb.GetExceptionRequest(exception_id=e.id), metadata=auth("reader"))
     assert (got.status, got.resolution_notes) == (pb.RESOLVED, "fixed upstream")
+
+
+def eventually(check, timeout: float = 15.0):
+    """Polls check() until it returns something truthy (bounded; the workers run in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def webhook_tenant(app, grpc_channel):
+    """A fresh tenant whose WEBHOOK target is a loopback receiver: (metadata, receiver)."""
+    token = [("authorization", f"Bearer {app.tokens.create(f'tenant-{uuid.uuid4()}', list(SCOPES))[1]}")]
+    with WebhookReceiver() as receiver:
+        targets_pb2_grpc.TargetsServiceStub(grpc_channel).PutTarget(
+            targets_pb2.PutTargetRequest(target_system="WEBHOOK", url=receiver.url, secret=receiver.secret),
+            metadata=token,
+        )
+        yield token, receiver
+
+
+def test_a_dispatch_through_grpc_is_delivered_by_the_workers(stub, webhook_tenant, grpc_channel):
+    token, receiver = webhook_tenant
+    e = stub.CreateException(pb.CreateExceptionRequest(transaction_id="txn-hook"), metadata=token)
+    sent, call = stub.DispatchException.with_call(
+        pb.DispatchExceptionRequest(exception_id=e.id, target_system="WEBHOOK", queue="payments"),
+        metadata=token,
+    )
+    # The healthy receiver's first attempt lands within the call's wait: delivered, 200.
+    assert sent.acknowledged and sent.external_reference and sent.delivery_id
+    assert "x-http-status" not in dict(call.initial_metadata())
+    assert receiver.count("POST", "/") == 1 and receiver.violations == []
+    got = stub.GetException(pb.GetExceptionRequest(exception_id=e.id), metadata=token)
+    assert (got.external_system, got.external_issue_id) == ("WEBHOOK", sent.external_reference)
+    delivery = deliveries_pb2_grpc.DeliveriesServiceStub(grpc_channel).GetDelivery(
+        dpb.GetDeliveryRequest(delivery_id=sent.delivery_id), metadata=token
+    )
+    assert delivery.state == dpb.Delivery.DELIVERED
+    assert [a.outcome for a in delivery.attempts] == [dpb.DeliveryAttempt.DELIVERED]
+
+
+def test_a_failing_target_answers_202_and_the_delivery_keeps_trying(stub, webhook_tenant, grpc_channel):
+    token, receiver = webhook_tenant
+    # The call waits for the first outcome only: a retryable failure answers at once (202, the
+    # delivery scheduled); the workers retry until the receiver recovers.
+    receiver.cue(*[Respond(503, {"error": "busy"}) for _ in range(3)])
+    e = stub.CreateException(pb.CreateExceptionRequest(transaction_id="txn-busy"), metadata=token)
+    deliveries = deliveries_pb2_grpc.DeliveriesServiceStub(grpc_channel)
+    sent, call = stub.DispatchException.with_call(
+        pb.DispatchExceptionRequest(exception_id=e.id, target_system="WEBHOOK"), metadata=token
+    )
+    assert dict(call.initial_metadata())["x-http-status"] == "202" and not sent.acknowledged
+    assert sent.delivery_id and not sent.external_reference and sent.HasField("next_attempt_at")
+
+    def delivered():
+        d = deliveries.GetDelivery(dpb.GetDeliveryRequest(delivery_id=sent.delivery_id), metadata=token)
+        return d if d.state == dpb.Delivery.DELIVERED else None
+
+    delivery = eventually(delivered)
+    assert delivery, "the delivery was not delivered after the target recovered"
+    outcomes = [a.outcome for a in delivery.attempts]
+    assert outcomes == [dpb.DeliveryAttempt.RETRYABLE_ERROR] * 3 + [dpb.DeliveryAttempt.DELIVERED]
+    assert [a.http_status for a in delivery.attempts] == [503, 503, 503, 200]
+    assert len(receiver.deliveries) == 1 and receiver.violations == []
+    got = stub.GetException(pb.GetExceptionRequest(exception_id=e.id), metadata=token)
+    assert got.external_issue_id == delivery.external_reference
+
+
+def test_a_refusal_is_422_target_rejected_and_not_retried(stub, webhook_tenant):
+    token, receiver = webhook_tenant
+    receiver.cue(Respond(400, {"error": "unknown queue"}))
+    e = stub.CreateException(pb.CreateExceptionRequest(transaction_id="txn-no"), metadata=token)
+    err = call_error(
+        stub.DispatchException,
+        pb.DispatchExceptionRequest(exception_id=e.id, target_system="WEBHOOK"),
+        metadata=token,
+    )
+    assert err.code() is grpc.StatusCode.FAILED_PRECONDITION and error_reason(err) == "TARGET_REJECTED"
+    assert dict(err.trailing_metadata())["x-http-status"] == "422"
+    time.sleep(0.5)  # several worker polls: a permanent refusal is not tried again
+    assert receiver.count("POST", "/") == 1
+    # Dispatching again means "try again": a new round, whose first outcome the call waits for
+    # (here: delivered), not the previous round's refusal.
+    again = stub.DispatchException(
+        pb.DispatchExceptionRequest(exception_id=e.id, target_system="WEBHOOK"), metadata=token
+    )
+    assert again.acknowledged and again.external_reference and receiver.count("POST", "/") == 2
 
 
 def test_batch_create_is_all_or_nothing(stub, auth):

@@ -14,14 +14,17 @@ from server.domain.auth import SCOPES
 from tests.support.stack import Stack
 
 # Short timeouts and waits so that failure paths finish quickly; a small breaker that resets soon.
+# (The Stack's own defaults already make delivery retries quick: DELIVERY_RETRY_BASE_SECONDS=0.2.)
 TUNED_ENV = {
     "DISPATCH_CONNECT_TIMEOUT_SECONDS": "1",
     "DISPATCH_READ_TIMEOUT_SECONDS": "1",
-    "DISPATCH_BACKOFF_INITIAL_SECONDS": "0.05",
-    "DISPATCH_BACKOFF_MAX_SECONDS": "3",
-    "DISPATCH_BREAKER_FAILURES": "5",  # more than one call's attempts
+    # One attempt's total deadline, and how long a dead worker's lease outlives it.
+    "DELIVERY_ATTEMPT_TIMEOUT": "2",
+    "DELIVERY_LEASE_MARGIN_SECONDS": "2",
+    # Retries never more than 2 s apart (full jitter below it; a target's Retry-After still rules).
+    "DELIVERY_RETRY_MAX_WAIT_SECONDS": "2",
+    "DISPATCH_BREAKER_FAILURES": "5",
     "DISPATCH_BREAKER_RESET_SECONDS": "1",
-    "DISPATCH_POOL_SIZE": "8",
     "LOG_LEVEL": "DEBUG",  # the most a secret could leak into; the tests grep for them
 }
 

@@ -138,6 +138,12 @@ class Stack:
                 "WORKERS": "1",
                 # Tests dispatch far more than 50 times a minute; rate-limit tests turn it back on.
                 "RATE_LIMIT_DISPATCH_PER_MINUTE": "0",
+                # Durable delivery (docs/delivery.md), quick: retries within a second or so, idle
+                # workers look every 0.2 s, and a dispatch waits up to 5 s for a first outcome (long
+                # enough for a healthy loopback stand-in's first attempt, short for scheduled ones).
+                "DELIVERY_RETRY_BASE_SECONDS": "0.2",
+                "DELIVERY_POLL_SECONDS": "0.2",
+                "DISPATCH_WAIT_SECONDS": "5",
                 # Log lines reach the file as they happen, not when a buffer fills.
                 "PYTHONUNBUFFERED": "1",
             }

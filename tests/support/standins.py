@@ -9,6 +9,9 @@ shape (`violations`: tests assert it stays empty). Cues are consumed by the next
     jira.cue(Drop())             # close the connection without answering
     jira.cue(DropAfter())        # do the work (create the ticket), then drop: the answer is lost
     jira.cue(After(callback))    # do the work, call callback (e.g. kill the server), then answer
+    jira.cue(Hold())             # hold the request until release(), then do the work and answer
+    hook.cue(Trickle())          # answer normally, but one byte per second (a trickling target)
+    hook.cue(Respond(400, b"raw\x00bytes"))  # a bytes body goes out as it is (text/plain)
 
 Shapes (from the public docs): JIRA REST API v2 (issue, issue/bulk, search and search/jql), the
 ServiceNow Table API (POST and GET /api/now/table/{table}), and signed webhooks (API.md §3).
@@ -67,7 +70,26 @@ class After:
     path: str | None = None
 
 
-Cue = Respond | Stall | Drop | DropAfter | After
+@dataclass
+class Hold:
+    """Hold the request until release(); then handle it as usual and answer (to whoever is still
+    listening): the work is done even when the caller died meanwhile."""
+
+    method: str | None = None
+    path: str | None = None
+
+
+@dataclass
+class Trickle:
+    """Handle the request as usual, but send the whole answer (status line, headers, body) one byte
+    every `interval` seconds: every read succeeds, only a total deadline ends it."""
+
+    interval: float = 1.0
+    method: str | None = None
+    path: str | None = None
+
+
+Cue = Respond | Stall | Drop | DropAfter | After | Hold | Trickle
 
 
 @dataclass
@@ -176,7 +198,11 @@ class StandIn:
                     return self._drop()
                 if isinstance(cue, Respond):
                     return self._send(cue.status, cue.body, cue.headers)
+                if isinstance(cue, Hold):
+                    standin._released.wait()
                 status, answer, extra = standin.handle(self.command, parts.path, record.query, headers, body)
+                if isinstance(cue, Trickle):
+                    return self._trickle(cue.interval, status, answer, extra)
                 if isinstance(cue, DropAfter):
                     return self._drop()
                 if isinstance(cue, After):
@@ -188,11 +214,32 @@ class StandIn:
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(2)
 
-            def _send(self, status: int, answer: Any, extra: dict[str, str] | None) -> None:
+            def _trickle(
+                self, interval: float, status: int, answer: Any, extra: dict[str, str] | None
+            ) -> None:
                 data = b"" if answer is None else json.dumps(answer).encode()
+                head = [f"HTTP/1.1 {status} X", f"Content-Length: {len(data)}"]
+                if answer is not None:
+                    head.append("Content-Type: application/json")
+                head += [f"{name}: {value}" for name, value in (extra or {}).items()]
+                raw = ("\r\n".join(head) + "\r\n\r\n").encode() + data
+                self.close_connection = True
+                try:
+                    for i in range(len(raw)):
+                        self.wfile.write(raw[i : i + 1])
+                        self.wfile.flush()
+                        time.sleep(interval)
+                except OSError:
+                    pass  # the client gave up (its deadline passed)
+
+            def _send(self, status: int, answer: Any, extra: dict[str, str] | None) -> None:
+                raw = isinstance(answer, bytes)
+                data = b"" if answer is None else answer if raw else json.dumps(answer).encode()
                 try:
                     self.send_response(status)
-                    if answer is not None:
+                    if raw and "Content-Type" not in (extra or {}):
+                        self.send_header("Content-Type", "text/plain")
+                    elif answer is not None and not raw:
                         self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     for name, value in (extra or {}).items():

@@ -2,8 +2,8 @@
 
 Each fake follows its SQL adapter where a service can observe the difference (server/storage/):
 tenant isolation, canonical uuids, what comes back from a write (UTC times, 4-place amounts,
-upper-case external_system, `changes` as JSON), keyset paging, upserts, the dispatch claims, and
-transactions (a unit of work commits on a normal exit and discards its writes otherwise; joined
+upper-case external_system, `changes` as JSON), keyset paging, upserts, the delivery claims and
+leases, and transactions (a unit of work commits on a normal exit and discards its writes otherwise; joined
 ones share the outer one; a nested `outer()` is a savepoint). tests/unit/test_fakes_match_sql.py
 runs the same operations on both and compares the answers.
 
@@ -29,12 +29,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from server.connectors.manual import ManualConnector
+from server.domain.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from server.domain.dispatch import (
     Connector,
-    DispatchRecord,
     TargetDown,
     TargetSystem,
     TicketRef,
@@ -56,6 +56,7 @@ from server.domain.idempotency import (
 )
 from server.domain.paging import ExceptionQuery, PageAfter, parse_sort_value
 from server.domain.targets import StoredTarget, TargetConfig
+from server.storage.repositories.deliveries import LOST_ATTEMPT
 
 
 class ConstraintViolation(Exception):
@@ -77,6 +78,14 @@ def _uuid_or_fail(value: object) -> str:
     if canonical is None:
         raise ConstraintViolation(f"{value!r} is not a uuid")
     return canonical
+
+
+@overload
+def _utc(value: datetime) -> datetime: ...
+
+
+@overload
+def _utc(value: datetime | None) -> datetime | None: ...
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -135,7 +144,8 @@ class StoredToken:
 class Tables:
     exceptions: dict[str, ReconException] = field(default_factory=dict)  # by id
     history: dict[str, HistoryEntry] = field(default_factory=dict)  # by id
-    dispatches: dict[tuple[str, str], DispatchRecord] = field(default_factory=dict)  # (tenant, key)
+    deliveries: dict[str, Delivery] = field(default_factory=dict)  # by id, without attempts
+    delivery_attempts: dict[tuple[str, int], Attempt] = field(default_factory=dict)  # (delivery, number)
     targets: dict[tuple[str, TargetSystem], StoredTarget] = field(default_factory=dict)
     tokens: dict[str, StoredToken] = field(default_factory=dict)  # by id
     idempotency_keys: dict[KeyScope, KeyRecord] = field(default_factory=dict)
@@ -181,7 +191,7 @@ class FakeUnitOfWork:
         self._thread = threading.get_ident()
         self.exceptions = FakeExceptionRepository(self)
         self.history = FakeHistoryRepository(self)
-        self.dispatches = FakeDispatchRepository(self)
+        self.deliveries = FakeDeliveryRepository(self)
         self.targets = FakeTargetRepository(self)
         self.tokens = FakeTokenRepository(self)
 
@@ -413,100 +423,280 @@ class FakeHistoryRepository(_Repository):
         return [replace(h, changes=_json(h.changes)) for h in rows[: limit + 1]]
 
 
-class FakeDispatchRepository(_Repository):
-    """Keyed by (tenant, key); claim/complete/release as the WHERE clauses of SqlDispatchRepository."""
+def _delivery_row(d: Delivery) -> Delivery:
+    """A delivery as the deliveries table holds it (its attempts live in delivery_attempts)."""
+    return replace(
+        d,
+        id=_uuid_or_fail(d.id),
+        exception_id=_uuid_or_fail(d.exception_id),
+        target_system=TargetSystem(d.target_system),
+        state=DeliveryState(d.state),
+        created_at=_utc(d.created_at),
+        updated_at=_utc(d.updated_at),
+        next_attempt_at=_utc(d.next_attempt_at),
+        horizon_at=_utc(d.horizon_at),
+        delivered_at=_utc(d.delivered_at),
+        lease_expires_at=_utc(d.lease_expires_at),
+        attempts=(),
+    )
 
-    def get_many(self, tenant_id: str, keys: Iterable[str]) -> dict[str, DispatchRecord]:
+
+# What update_many and finish write (SqlDeliveryRepository's _MUTABLE).
+_DELIVERY_MUTABLE = (
+    "state",
+    "updated_at",
+    # Who asked for the current round (a revived delivery is the new caller's): the history names them.
+    "actor_id",
+    "attempt_count",
+    "next_attempt_at",
+    "horizon_at",
+    "outcome_unknown",
+    "last_error",
+    "last_reason",
+    "external_reference",
+    "acknowledged",
+    "delivered_at",
+    "lease_owner",
+    "lease_expires_at",
+)
+
+
+def _delivery_changes(old: Delivery, new: Delivery) -> Delivery:
+    row = _delivery_row(new)
+    return replace(old, **{name: getattr(row, name) for name in _DELIVERY_MUTABLE})
+
+
+class FakeDeliveryRepository(_Repository):
+    """Like SqlDeliveryRepository: unique (tenant, key), claims of due PENDING rows and of IN_FLIGHT
+    rows whose lease expired (that lost attempt logged), never of a paused target's; a lease-checked
+    finish. No row locks (one writer at a time), so claims are disjoint as on SQLite."""
+
+    def _with_attempts(self, tables: Tables, d: Delivery) -> Delivery:
+        attempts = sorted(
+            (a for (did, _), a in tables.delivery_attempts.items() if did == d.id), key=lambda a: a.number
+        )
+        return replace(d, attempts=tuple(attempts))
+
+    def get_by_keys(self, tenant_id: str, keys: Iterable[str]) -> dict[str, Delivery]:
         wanted = set(keys)
         if not wanted:
             return {}
-        rows = self._read().dispatches
-        return {k: rows[(tenant_id, k)] for k in sorted(wanted) if (tenant_id, k) in rows}
+        rows = self._read().deliveries.values()
+        return {d.key: d for d in rows if d.tenant_id == tenant_id and d.key in wanted}
 
-    def _insert(self, tables: Tables, r: DispatchRecord) -> None:
-        if _uuid_or_fail(r.exception_id) not in tables.exceptions:
-            raise ConstraintViolation("dispatches: no such exception")
-        tables.dispatches[(r.tenant_id, r.key)] = replace(
-            r,
-            exception_id=_uuid_or_fail(r.exception_id),
-            target_system=TargetSystem(r.target_system),
-            created_at=_utc(r.created_at),
-            completed_at=_utc(r.completed_at),
-            claimed_at=_utc(r.claimed_at),
+    def get_many(
+        self, tenant_id: str, ids: Iterable[str], *, with_attempts: bool = False
+    ) -> dict[str, Delivery]:
+        wanted = {u for u in map(_uuid, ids) if u is not None}
+        if not wanted:
+            return {}
+        tables = self._read()
+        found = {
+            i: tables.deliveries[i]
+            for i in sorted(wanted)
+            if i in tables.deliveries and tables.deliveries[i].tenant_id == tenant_id
+        }
+        if with_attempts:
+            return {i: self._with_attempts(tables, d) for i, d in found.items()}
+        return found
+
+    def get(self, tenant_id: str, delivery_id: str) -> Delivery | None:
+        return self.get_many(tenant_id, [delivery_id], with_attempts=True).get(_uuid(delivery_id) or "")
+
+    def add_many(self, deliveries: list[Delivery]) -> None:
+        if not deliveries:
+            return
+        tables = self._write()
+        new = [_delivery_row(d) for d in deliveries]
+        ids = [d.id for d in new]
+        keys = [(d.tenant_id, d.key) for d in new]
+        taken = {(d.tenant_id, d.key) for d in tables.deliveries.values()}
+        if len(set(ids)) != len(ids) or any(i in tables.deliveries for i in ids):
+            raise ConstraintViolation("deliveries: duplicate id")
+        if len(set(keys)) != len(keys) or any(k in taken for k in keys):
+            raise ConstraintViolation("deliveries: duplicate (tenant_id, key)")
+        if any(d.exception_id not in tables.exceptions for d in new):
+            raise ConstraintViolation("deliveries: no such exception")
+        tables.deliveries.update((d.id, d) for d in new)
+
+    def update_many(self, deliveries: list[Delivery]) -> None:
+        """WHERE id = ?: identity, key and creation stay those of the first write."""
+        if not deliveries:
+            return
+        rows = self._write().deliveries
+        for d in deliveries:
+            old = rows.get(_uuid_or_fail(d.id))
+            if old is not None:
+                rows[old.id] = _delivery_changes(old, d)
+
+    def add_attempts_many(self, entries: list[tuple[Delivery, Attempt]]) -> None:
+        if not entries:
+            return
+        tables = self._write()
+        new = [
+            (
+                (_uuid_or_fail(d.id), a.number),
+                replace(a, outcome=AttemptOutcome(a.outcome), started_at=_utc(a.started_at)),
+            )
+            for d, a in entries
+        ]
+        pks = [pk for pk, _ in new]
+        if len(set(pks)) != len(pks) or any(pk in tables.delivery_attempts for pk in pks):
+            raise ConstraintViolation("delivery_attempts: duplicate (delivery_id, number)")
+        if any(did not in tables.deliveries for did, _ in pks):
+            raise ConstraintViolation("delivery_attempts: no such delivery")
+        tables.delivery_attempts.update(new)
+
+    def for_exception(self, tenant_id: str, exception_id: str) -> list[Delivery]:
+        eid = _uuid(exception_id)
+        if eid is None:
+            return []
+        tables = self._read()
+        rows = [d for d in tables.deliveries.values() if d.tenant_id == tenant_id and d.exception_id == eid]
+        rows.sort(key=lambda d: (d.created_at, d.id))
+        return [self._with_attempts(tables, d) for d in rows]
+
+    def page(
+        self,
+        tenant_id: str,
+        *,
+        state: DeliveryState | None,
+        target: TargetSystem | None,
+        after: PageAfter | None,
+        limit: int,
+    ) -> list[Delivery]:
+        tables = self._read()
+        rows = [
+            d
+            for d in tables.deliveries.values()
+            if d.tenant_id == tenant_id
+            and (state is None or d.state == state)
+            and (target is None or d.target_system == target)
+        ]
+        if after is not None:
+            bound = _keyset("created_at", after)
+            rows = [d for d in rows if (d.created_at, d.id) < bound]
+        rows.sort(key=lambda d: (d.created_at, d.id), reverse=True)
+        return [self._with_attempts(tables, d) for d in rows[: limit + 1]]
+
+    def claim_due(
+        self,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        accept: Callable[[Delivery], bool],
+    ) -> list[Delivery]:
+        tables = self._write()
+        now_utc = _utc(now)
+        paused = {key for key, t in tables.targets.items() if t.paused}
+
+        live = [d for d in tables.deliveries.values() if (d.tenant_id, d.target_system) not in paused]
+        # Like the SQL adapter: due PENDING rows by next_attempt_at, then expired leases by
+        # lease_expires_at, each up to twice the limit (two statements, each in index order).
+        pending = sorted(
+            (
+                d
+                for d in live
+                if d.state is DeliveryState.PENDING
+                and d.next_attempt_at is not None
+                and d.next_attempt_at <= now_utc
+            ),
+            key=lambda d: (d.next_attempt_at, d.id),
+        )[: limit * 2]
+        expired = sorted(
+            (
+                d
+                for d in live
+                if d.state is DeliveryState.IN_FLIGHT
+                and d.lease_expires_at is not None
+                and d.lease_expires_at < now_utc
+            ),
+            key=lambda d: (d.lease_expires_at, d.id),
+        )[: limit * 2]
+        candidates = [*pending, *expired]
+        chosen: list[Delivery] = []
+        for candidate in candidates:
+            if len(chosen) >= limit or not accept(candidate):
+                continue
+            chosen.append(candidate)
+        lost = [d for d in chosen if d.state is DeliveryState.IN_FLIGHT]
+        self.add_attempts_many(
+            [
+                (
+                    d,
+                    Attempt(
+                        d.attempt_count,
+                        d.updated_at,
+                        int(max(0.0, (now_utc - d.updated_at).total_seconds()) * 1000),
+                        AttemptOutcome.TIMEOUT,
+                        None,
+                        LOST_ATTEMPT,
+                    ),
+                )
+                for d in lost
+            ]
+        )
+        claimed = [
+            replace(
+                d,
+                state=DeliveryState.IN_FLIGHT,
+                attempt_count=d.attempt_count + 1,
+                lease_owner=owner,
+                lease_expires_at=lease_until,
+                updated_at=now,
+                outcome_unknown=d.outcome_unknown or d.state is DeliveryState.IN_FLIGHT,
+            )
+            for d in chosen
+        ]
+        self.update_many(claimed)
+        return claimed
+
+    def finish(self, owner: str, delivery: Delivery, attempt: Attempt) -> bool:
+        """WHERE id = ? AND lease_owner = owner AND state = 'IN_FLIGHT'."""
+        rows = self._write().deliveries
+        old = rows.get(_uuid_or_fail(delivery.id))
+        if old is None or old.lease_owner != owner or old.state is not DeliveryState.IN_FLIGHT:
+            return False
+        rows[old.id] = _delivery_changes(old, delivery)
+        self.add_attempts_many([(delivery, attempt)])
+        return True
+
+    def any_due(self, now: datetime) -> bool:
+        """Like claim_due's condition: deliveries of paused targets are never due."""
+        now_utc = _utc(now)
+        tables = self._read()
+        paused = {key for key, t in tables.targets.items() if t.paused}
+        return any(
+            (d.tenant_id, d.target_system) not in paused
+            and (
+                (
+                    d.state is DeliveryState.PENDING
+                    and d.next_attempt_at is not None
+                    and d.next_attempt_at <= now_utc
+                )
+                or (
+                    d.state is DeliveryState.IN_FLIGHT
+                    and d.lease_expires_at is not None
+                    and d.lease_expires_at < now_utc
+                )
+            )
+            for d in tables.deliveries.values()
         )
 
-    def add_many(self, records: list[DispatchRecord]) -> None:
-        """An upsert: a record that exists gets the new outcome and claim_id, nothing else."""
-        if not records:
-            return
-        tables = self._write()
-        for r in records:
-            old = tables.dispatches.get((r.tenant_id, r.key))
-            if old is None:
-                self._insert(tables, r)
-            else:
-                tables.dispatches[(r.tenant_id, r.key)] = replace(
-                    old,
-                    external_reference=r.external_reference,
-                    acknowledged=r.acknowledged,
-                    completed_at=_utc(r.completed_at),
-                    claim_id=r.claim_id,
-                )
+    def counts_by_state(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for d in self._read().deliveries.values():
+            counts[d.state.value] = counts.get(d.state.value, 0) + 1
+        return counts
 
-    def claim(
-        self, records: list[DispatchRecord], claim_id: str, now: datetime, stale_before: datetime
-    ) -> dict[str, DispatchRecord]:
-        if not records:
-            return {}
-        tenant_id = records[0].tenant_id
-        tables = self._write()
-        rows = tables.dispatches
-        fresh: set[str] = set()
-        for r in records:  # INSERT ... ON CONFLICT DO NOTHING
-            if (r.tenant_id, r.key) not in rows:
-                self._insert(tables, replace(r, claim_id=claim_id, claimed_at=now, attempts=1))
-                fresh.add(r.key)
-        for key in {r.key for r in records} - fresh:  # take over pending rows given up or stale
-            row = rows.get((tenant_id, key))
-            if (
-                row is not None
-                and row.completed_at is None
-                and row.claim_id != claim_id
-                and (row.claim_id is None or (row.claimed_at is not None and row.claimed_at < stale_before))
-            ):
-                rows[(tenant_id, key)] = replace(
-                    row, claim_id=claim_id, claimed_at=_utc(now), attempts=row.attempts + 1
-                )
-        return self.get_many(tenant_id, [r.key for r in records])
-
-    def complete(self, tenant_id: str, claim_id: str, outcomes: list[DispatchRecord]) -> None:
-        # Like the SQL statement, any still-pending row is completed, whoever claims it.
-        if not outcomes:
-            return
-        rows = self._write().dispatches
-        for o in outcomes:
-            row = rows.get((tenant_id, o.key))
-            if row is not None and row.completed_at is None:
-                rows[(tenant_id, o.key)] = replace(
-                    row,
-                    external_reference=o.external_reference,
-                    acknowledged=o.acknowledged,
-                    completed_at=_utc(o.completed_at),
-                    claim_id=None,
-                )
-
-    def release(self, tenant_id: str, claim_id: str, keys: list[str], *, forget: bool) -> None:
-        if not keys:
-            return
-        rows = self._write().dispatches
-        for key in keys:
-            row = rows.get((tenant_id, key))
-            if row is None or row.claim_id != claim_id or row.completed_at is not None:
-                continue
-            if forget:
-                del rows[(tenant_id, key)]
-            else:
-                rows[(tenant_id, key)] = replace(row, claim_id=None)
+    def oldest_due(self, now: datetime) -> datetime | None:
+        due = [
+            d.next_attempt_at
+            for d in self._read().deliveries.values()
+            if d.state is DeliveryState.PENDING and d.next_attempt_at is not None and d.next_attempt_at <= now
+        ]
+        return min(due, default=None)
 
 
 def _copy_target(t: StoredTarget) -> StoredTarget:
@@ -534,7 +724,20 @@ class FakeTargetRepository(_Repository):
             created_at=_utc(stored.created_at),
             updated_at=_utc(stored.updated_at),
         )
-        rows[key] = row if old is None else replace(row, created_at=old.created_at)
+        # A new row is not paused (the column's default); an existing one keeps created_at and paused.
+        if old is None:
+            rows[key] = replace(row, paused=False)
+        else:
+            rows[key] = replace(row, created_at=old.created_at, paused=old.paused)
+
+    def set_paused(self, tenant_id: str, target: TargetSystem, paused: bool) -> bool:
+        """False when the target is not configured."""
+        rows = self._write().targets
+        old = rows.get((tenant_id, target))
+        if old is None:
+            return False
+        rows[(tenant_id, target)] = replace(old, paused=paused)
+        return True
 
     def delete(self, tenant_id: str, target: TargetSystem) -> bool:
         return self._write().targets.pop((tenant_id, target), None) is not None
@@ -681,9 +884,10 @@ LOSE_ANSWER = "lose the answer"  # a FakeTarget cue: create the ticket, then ans
 class FakeTarget:
     """An external target system behind a Connector (external=True, no network): it holds tickets
     by marker, looks a marker up first for check_existing requests like the real connectors, and
-    answers each request by default with a new ticket. `cues[marker]` says what the next request
-    for that marker gets instead: a DomainError (nothing created), LOSE_ANSWER (created, answer
-    lost), or another Exception, which send() raises (a bug in the connector)."""
+    answers each request by default with a new ticket (HTTP 201). `cues[marker]` lists what the
+    next requests for that marker get instead, one cue each: a DomainError (nothing created),
+    LOSE_ANSWER (created, answer lost), or another Exception, which send() raises (a bug in the
+    connector)."""
 
     external = True
 
@@ -692,8 +896,11 @@ class FakeTarget:
         self.batch_size = batch_size
         self.tickets: list[tuple[str, TicketRef]] = []  # (marker, ticket), every one ever created
         self.requests: list[TicketRequest] = []
-        self.cues: dict[str, DomainError | Exception | str] = {}
-        self._lock = threading.Lock()  # dispatch sends batches from a pool
+        self.cues: dict[str, list[DomainError | Exception | str]] = {}
+        self._lock = threading.Lock()  # the delivery workers' attempts run on a pool
+
+    def cue(self, marker: str, *answers: DomainError | Exception | str) -> None:
+        self.cues.setdefault(marker, []).extend(answers)
 
     def tickets_for(self, marker: str) -> list[TicketRef]:
         return [ref for m, ref in self.tickets if m == marker]
@@ -703,7 +910,8 @@ class FakeTarget:
             answers: list[TicketRef | DomainError] = []
             for request in batch:
                 self.requests.append(request)
-                cue = self.cues.pop(request.marker, None)
+                queued = self.cues.get(request.marker)
+                cue = queued.pop(0) if queued else None
                 if isinstance(cue, Exception) and not isinstance(cue, DomainError):
                     raise cue
                 if isinstance(cue, DomainError):
@@ -717,7 +925,7 @@ class FakeTarget:
             return answers
 
     def _create(self, marker: str) -> TicketRef:
-        ref = TicketRef(f"{self.target.value}-{len(self.tickets) + 1}", acknowledged=True)
+        ref = TicketRef(f"{self.target.value}-{len(self.tickets) + 1}", acknowledged=True, http_status=201)
         self.tickets.append((marker, ref))
         return ref
 
@@ -760,7 +968,7 @@ if TYPE_CHECKING:  # for the type checker only: each fake satisfies its port
     from server.domain.idempotency import KeyStore
     from server.domain.ports import (
         ConnectorFactory,
-        DispatchRepository,
+        DeliveryRepository,
         ExceptionRepository,
         HistoryRepository,
         TargetRepository,
@@ -780,7 +988,7 @@ if TYPE_CHECKING:  # for the type checker only: each fake satisfies its port
         _f: UnitOfWorkFactory = factory
         _e: ExceptionRepository = uow.exceptions
         _h: HistoryRepository = uow.history
-        _d: DispatchRepository = uow.dispatches
+        _d: DeliveryRepository = uow.deliveries
         _t: TargetRepository = uow.targets
         _k: TokenRepository = uow.tokens
         _r: TokenRecord = token

@@ -4,6 +4,7 @@ it, and the auth rule for sub-request contexts and token_required RPCs."""
 import grpc
 import pytest
 from reconrouter.bulk.v1 import bulk_pb2_grpc
+from reconrouter.deliveries.v1 import deliveries_pb2_grpc
 from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 from reconrouter.health.v1 import health_pb2_grpc
 from reconrouter.meta.v1 import meta_pb2_grpc
@@ -28,6 +29,7 @@ GENERATED_ADD_FUNCTIONS = (
     exceptions_pb2_grpc.add_ExceptionsServiceServicer_to_server,
     health_pb2_grpc.add_HealthServiceServicer_to_server,
     targets_pb2_grpc.add_TargetsServiceServicer_to_server,
+    deliveries_pb2_grpc.add_DeliveriesServiceServicer_to_server,
     bulk_pb2_grpc.add_BulkServiceServicer_to_server,
     meta_pb2_grpc.add_MetaServiceServicer_to_server,
 )

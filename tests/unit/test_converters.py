@@ -5,7 +5,8 @@ from google.protobuf import json_format
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 
 from server.domain.bulk import BulkOutcome
-from server.domain.dispatch import DispatchRecord, TargetSystem
+from server.domain.delivery import Delivery, DeliveryScheduled, DeliveryState
+from server.domain.dispatch import TargetSystem
 from server.domain.errors import NotFound
 from server.domain.exceptions import NewException, ReconException, Severity, Status
 from server.domain.history import Action, HistoryEntry
@@ -80,9 +81,62 @@ def test_history_and_dispatch_to_proto():
     entry = HistoryEntry("h1", "t", "e1", Action.DISPATCH, "tok", NOW, {"queue": "OPS", "n": 1})
     message = conv.history_entry_to_proto(entry)
     assert (message.action, dict(message.changes)) == ("DISPATCH", {"queue": "OPS", "n": 1.0})
-    record = DispatchRecord("k", "t", "e1", TargetSystem.MANUAL, "OPS", NOW, "MANUAL-1", True, NOW)
-    out = conv.dispatch_to_proto(record)
-    assert (out.target_system, out.external_reference, out.acknowledged) == ("MANUAL", "MANUAL-1", True)
+    delivered = Delivery(
+        "d1",
+        "t",
+        "k",
+        "e1",
+        TargetSystem.MANUAL,
+        "OPS",
+        DeliveryState.DELIVERED,
+        NOW,
+        NOW,
+        "tok",
+        attempt_count=1,
+        external_reference="MANUAL-1",
+        acknowledged=True,
+        delivered_at=NOW,
+    )
+    out = conv.dispatch_to_proto(delivered)
+    assert (out.target_system, out.external_reference, out.acknowledged, out.delivery_id) == (
+        "MANUAL",
+        "MANUAL-1",
+        True,
+        "d1",
+    )
+    assert out.dispatched_at.ToDatetime(UTC) == NOW and not out.HasField("next_attempt_at")
+
+
+def test_a_scheduled_delivery_to_proto_is_not_acknowledged_and_says_when():
+    later = NOW + timedelta(seconds=7)
+    scheduled = Delivery(
+        "d2",
+        "t",
+        "k",
+        "e2",
+        TargetSystem.WEBHOOK,
+        "",
+        DeliveryState.PENDING,
+        NOW,
+        NOW,
+        "tok",
+        attempt_count=1,
+        next_attempt_at=later,
+        acknowledged=True,
+    )
+    out = conv.dispatch_to_proto(scheduled)
+    assert (out.acknowledged, out.external_reference, out.delivery_id) == (False, "", "d2")
+    assert out.next_attempt_at.ToDatetime(UTC) == later and not out.HasField("dispatched_at")
+    outcome = BulkOutcome(["e2", "e3"])
+    outcome.fail("e2", DeliveryScheduled(scheduled))
+    outcome.fail("e3", NotFound("exception not found"))
+    first, second = conv.bulk_outcome_to_proto(outcome).failed
+    assert (first.reason, first.delivery_id, first.next_attempt_at.ToDatetime(UTC)) == (
+        "DELIVERY_SCHEDULED",
+        "d2",
+        later,
+    )
+    assert (second.reason, second.delivery_id, second.HasField("next_attempt_at")) == ("NOT_FOUND", "", False)
 
 
 def test_timestamps_match_protobufs_own_conversion_at_the_edges():
@@ -101,4 +155,4 @@ def test_timestamps_match_protobufs_own_conversion_at_the_edges():
     for value in cases:
         expected = timestamp_pb2.Timestamp()
         expected.FromDatetime(value.astimezone(UTC))
-        assert conv._timestamp(value) == expected, value
+        assert conv.timestamp(value) == expected, value

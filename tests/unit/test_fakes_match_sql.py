@@ -1,19 +1,21 @@
 """The fakes of tests/unit/fakes.py answer like the SQL adapters they stand in for: each scenario runs
 once on the real repositories over a throwaway SQLite file and once on the fakes, and the answers
 must be equal. This keeps the fakes honest where their behaviour is intricate (keyset paging,
-upserts, dispatch claims, idempotency keys, transactions)."""
+upserts, delivery claims and leases, idempotency keys, transactions)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from server.domain.dispatch import DispatchRecord, TargetSystem
+from server.domain.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
+from server.domain.dispatch import TargetSystem, dispatch_key
 from server.domain.errors import DomainError
 from server.domain.exceptions import ReconException, Severity, Status
 from server.domain.history import Action, HistoryEntry
@@ -148,7 +150,7 @@ def test_exception_reads_writes_and_bad_cursors_alike(both):
     both(scenario)
 
 
-# -- history, dispatches, targets, tokens ---------------------------------------------------------
+# -- history, deliveries, targets, tokens ---------------------------------------------------------
 
 
 def test_history_alike(both):
@@ -194,45 +196,176 @@ def test_history_alike(both):
     both(scenario)
 
 
-def test_dispatch_claims_alike(both):
-    def record(i: int, **fields: Any) -> DispatchRecord:
-        fields.setdefault("created_at", T0)
-        return DispatchRecord(f"key-{i}", "tenant-a", IDS[i], TargetSystem.JIRA, "Q", **fields)
+def delivery(i: int, tenant: str = "tenant-a", **fields: Any) -> Delivery:
+    target = fields.pop("target_system", TargetSystem.JIRA)
+    values: dict[str, Any] = {
+        "id": IDS[20 + i],
+        "tenant_id": tenant,
+        "key": dispatch_key(target, IDS[i], "Q"),
+        "exception_id": IDS[i],
+        "target_system": target,
+        "queue": "Q",
+        "state": DeliveryState.PENDING,
+        "created_at": T0 + timedelta(seconds=i % 3),
+        "updated_at": T0 + timedelta(seconds=i % 3),
+        "actor_id": "tok",
+        "next_attempt_at": T0 + timedelta(minutes=i % 4),
+    }
+    values.update(fields)
+    return Delivery(**values)
+
+
+def test_delivery_reads_writes_and_pages_alike(both):
+    def scenario(uow):
+        rows = [delivery(i) for i in range(1, 9)]
+        rows[2] = delivery(3, state=DeliveryState.FAILED, last_error="no", last_reason="TARGET_REJECTED")
+        rows[3] = delivery(4, target_system=TargetSystem.WEBHOOK, state=DeliveryState.DELIVERED)
+        with uow(write=True) as u:
+            u.exceptions.add_many([exception(i) for i in range(1, 9)])
+            u.exceptions.add_many([exception(9, "tenant-b")])
+            u.deliveries.add_many([*reversed(rows), delivery(9, "tenant-b")])
+            u.deliveries.add_many([])
+            u.deliveries.add_attempts_many(
+                [
+                    (
+                        rows[2],
+                        Attempt(2, T0 + timedelta(seconds=5), 40, AttemptOutcome.PERMANENT_ERROR, 400, "no"),
+                    ),
+                    (rows[2], Attempt(1, T0, 1500, AttemptOutcome.TIMEOUT)),
+                    (rows[3], Attempt(1, T0, 3, AttemptOutcome.DELIVERED, 201)),
+                ]
+            )
+        with uow(write=True) as u:
+            u.deliveries.update_many(
+                [
+                    delivery(
+                        1,
+                        key="changed",
+                        actor_id="tok-2",
+                        created_at=T0 - timedelta(days=1),
+                        state=DeliveryState.CANCELLED,
+                        next_attempt_at=None,
+                        updated_at=T0 + timedelta(hours=1),
+                    ),
+                    delivery(15),  # no such row: nothing happens
+                ]
+            )
+        answers = []
+        with uow(write=False) as u:
+            answers += [
+                u.deliveries.get_by_keys("tenant-a", [rows[0].key, rows[1].key, rows[1].key, "nope"]),
+                u.deliveries.get_by_keys("tenant-b", [rows[1].key]),
+                u.deliveries.get_by_keys("tenant-a", []),
+                u.deliveries.get_many("tenant-a", [IDS[23].upper(), IDS[24], IDS[29], "junk"]),
+                u.deliveries.get_many("tenant-a", [IDS[23], IDS[24]], with_attempts=True),
+                u.deliveries.get("tenant-a", IDS[23]),
+                u.deliveries.get("tenant-b", IDS[23]),
+                u.deliveries.get("tenant-a", "junk"),
+                u.deliveries.for_exception("tenant-a", IDS[3].upper()),
+                u.deliveries.for_exception("tenant-b", IDS[3]),
+                u.deliveries.for_exception("tenant-a", "junk"),
+                u.deliveries.counts_by_state(),
+                u.deliveries.oldest_due(T0 + timedelta(minutes=2)),
+                u.deliveries.oldest_due(T0 - timedelta(minutes=2)),
+            ]
+        for state, target in [(None, None), (DeliveryState.PENDING, None), (None, TargetSystem.WEBHOOK)]:
+            for limit in (1, 3, 10):
+                after = None
+                while True:
+                    with uow(write=False) as u:
+                        page = u.deliveries.page(
+                            "tenant-a", state=state, target=target, after=after, limit=limit
+                        )
+                    answers.append(page)
+                    if len(page) <= limit:
+                        break
+                    after = PageAfter(sort_value(page[limit - 1], "created_at"), page[limit - 1].id)
+        with uow(write=False) as u:
+            answers.append(
+                outcome(
+                    lambda: u.deliveries.page(
+                        "tenant-a", state=None, target=None, after=PageAfter("x", IDS[1]), limit=2
+                    )
+                )
+            )
+        return answers
+
+    both(scenario)
+
+
+def test_delivery_claims_leases_and_finish_alike(both):
+    t1, t2 = T0 + timedelta(minutes=5), T0 + timedelta(minutes=10)
 
     def scenario(uow):
-        answers = []
+        answers: list[Any] = []
+        seen: list[str] = []
+
+        def accept(d: Delivery) -> bool:
+            seen.append(d.id)
+            return d.id != IDS[22]  # the worker's bulkheads refuse this one
+
         with uow(write=True) as u:
-            u.exceptions.add_many([exception(i) for i in range(1, 5)])
-            u.dispatches.add_many([record(4, claim_id="old", claimed_at=T0, attempts=3)])
+            u.exceptions.add_many([exception(i) for i in range(1, 9)])
+            u.exceptions.add_many([exception(9, "tenant-b")])
+            u.targets.put(StoredTarget("tenant-b", TargetSystem.JIRA, {}, "c", T0, T0))
+            u.targets.set_paused("tenant-b", TargetSystem.JIRA, True)
+            u.deliveries.add_many(
+                [
+                    delivery(1),
+                    delivery(2),
+                    delivery(3),
+                    delivery(4, next_attempt_at=T0 + timedelta(hours=1)),  # not due yet
+                    delivery(5, state=DeliveryState.DELIVERED, next_attempt_at=None),
+                    # A lease that expires at t1 + 1 minute; its worker is gone.
+                    delivery(
+                        6,
+                        state=DeliveryState.IN_FLIGHT,
+                        attempt_count=2,
+                        lease_owner="gone",
+                        lease_expires_at=t1 + timedelta(minutes=1),
+                    ),
+                    delivery(7),
+                    delivery(9, "tenant-b"),  # paused target
+                ]
+            )
 
         def step(fn):
             with uow(write=True) as u:
-                answers.append(fn(u.dispatches))
-                answers.append(u.dispatches.get_many("tenant-a", [f"key-{i}" for i in range(1, 5)]))
+                answers.append(fn(u.deliveries))
+            with uow(write=False) as u:
+                answers.append(u.deliveries.get_many("tenant-a", IDS[20:30], with_attempts=True))
+                answers.append(u.deliveries.get_many("tenant-b", IDS[20:30]))
 
-        t1, t2 = T0 + timedelta(minutes=1), T0 + timedelta(minutes=10)
-        step(
-            lambda d: d.claim(
-                [record(1), record(2), record(3), record(4)], "c1", t1, T0 - timedelta(minutes=5)
-            )
-        )
-        step(
-            lambda d: d.claim([record(1), record(4)], "c2", t1, T0)
-        )  # c1's claims are live, "old" is not stale
-        step(lambda d: d.release("tenant-a", "c2", ["key-1"], forget=True))  # not c2's: nothing happens
-        step(lambda d: d.release("tenant-a", "c1", ["key-1"], forget=True))
-        step(lambda d: d.release("tenant-a", "c1", ["key-2"], forget=False))
-        step(
-            lambda d: d.claim(
-                [record(1), record(2), record(3), record(4)], "c3", t2, t2 - timedelta(minutes=5)
-            )
-        )
-        done = record(2, external_reference="J-2", acknowledged=True, completed_at=t2)
-        step(lambda d: d.complete("tenant-a", "c1", [done, record(9, completed_at=t2)]))
-        step(lambda d: d.claim([record(2)], "c4", t2, t2 + timedelta(hours=1)))  # completed: never claimed
-        step(lambda d: d.add_many([record(3, external_reference="J-3", completed_at=t2, created_at=t2)]))
         with uow(write=False) as u:
-            answers.append(u.dispatches.get_many("tenant-b", ["key-3"]))
+            answers.append([u.deliveries.any_due(t) for t in (T0 - timedelta(minutes=1), t1, t2)])
+        step(lambda d: d.claim_due("w1", t1, t1 + timedelta(minutes=1), 2, accept))
+        step(lambda d: d.claim_due("w2", t1, t1 + timedelta(minutes=1), 10, accept))
+        answers.append(list(seen))
+        first = answers[1][0]
+        done = replace(
+            first,
+            state=DeliveryState.DELIVERED,
+            external_reference="J-1",
+            acknowledged=True,
+            delivered_at=t1,
+            next_attempt_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        attempt = Attempt(first.attempt_count, t1, 12, AttemptOutcome.DELIVERED, 201)
+        step(lambda d: d.finish("w2", done, attempt))  # not w2's lease: refused, nothing written
+        step(lambda d: d.finish("w1", done, attempt))
+        step(lambda d: d.finish("w1", done, attempt))  # no longer in flight
+        # The leases of w1 and w2 expire; another worker takes their deliveries over, logging the
+        # lost attempts, and the paused target's resumes.
+        with uow(write=True) as u:
+            u.targets.set_paused("tenant-b", TargetSystem.JIRA, False)
+            answers.append(u.targets.set_paused("tenant-b", TargetSystem.WEBHOOK, True))
+        with uow(write=False) as u:
+            answers.append([u.deliveries.any_due(t) for t in (t1, t2)])  # t1: w1's and w2's leases live
+        step(lambda d: d.claim_due("w3", t2, t2 + timedelta(minutes=1), 10, lambda d: True))
+        with uow(write=False) as u:
+            answers.append([u.deliveries.counts_by_state(), u.deliveries.any_due(t2)])
         return answers
 
     both(scenario)
@@ -244,11 +377,15 @@ def test_targets_and_tokens_alike(both):
         with uow(write=True) as u:
             u.targets.put(jira)
             u.targets.put(StoredTarget("tenant-a", TargetSystem.WEBHOOK, {}, "c2", T0, T0))
-            u.targets.put(StoredTarget("tenant-b", TargetSystem.JIRA, {}, "c3", T0, T0))
+            u.targets.put(StoredTarget("tenant-b", TargetSystem.JIRA, {}, "c3", T0, T0, paused=True))
+            paused = [
+                u.targets.set_paused("tenant-a", TargetSystem.JIRA, True),
+                u.targets.set_paused("tenant-a", TargetSystem.SERVICENOW, True),  # not configured
+            ]
             later = T0 + timedelta(days=1)
             u.targets.put(
                 StoredTarget("tenant-a", TargetSystem.JIRA, {"base_url": "https://k"}, "c4", later, later)
-            )
+            )  # a put keeps paused as it is
             u.tokens.add("id-1", "tenant-a", "ci", frozenset({"exceptions:read", "targets:admin"}), "h1")
             u.tokens.add("id-2", "tenant-b", "", frozenset(), "h2")
         with uow(write=True) as u:
@@ -265,6 +402,7 @@ def test_targets_and_tokens_alike(both):
                 u.targets.get("tenant-b", TargetSystem.WEBHOOK),
                 deleted,
                 revoked,
+                paused,
                 [None if t is None else (t.id, t.tenant_id, t.name, t.scopes, t.revoked_at) for t in found],
                 u.tokens.count(),
             )

@@ -166,13 +166,50 @@ def test_secrets_sealed_with_another_key_are_reported_not_leaked(world):
     assert lost.get(A, "JIRA").secret("api_token") == "tok-123"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: put() opens the stored secrets first, so after a key change re-configuring the target "
-    "(what TARGET_SECRETS_UNREADABLE's message and docs/targets.md advise) fails with the same 422",
-)
 def test_after_a_key_change_a_complete_put_configures_the_target_again(world):
     world.service.put(A, "JIRA", JIRA)
     lost = TargetService(world.uow, FakeCipher(), world.check, world.clock)
     lost.put(A, "JIRA", JIRA)
     assert lost.get(A, "JIRA").secret("api_token") == "tok-123"
+
+
+def test_after_a_key_change_a_put_without_the_secrets_is_still_refused(world):
+    world.service.put(A, "JIRA", JIRA)
+    lost = TargetService(world.uow, FakeCipher(), world.check, world.clock)
+    partial = {k: v for k, v in JIRA.items() if k != "api_token"}
+    with pytest.raises(DomainError) as err:
+        lost.put(A, "JIRA", partial)
+    assert err.value.reason == "TARGET_SECRETS_UNREADABLE"
+
+
+# -- pause and resume (API.md §7) ---------------------------------------------------------------------
+
+
+def test_pause_and_resume_a_configured_target_and_a_put_keeps_it_paused(world):
+    world.service.put(A, "JIRA", JIRA)
+    paused = world.service.set_paused(A, " jira ", True)
+    assert paused.paused and paused.secret("api_token") == "tok-123"
+    assert world.stored("tenant-a", TargetSystem.JIRA).paused
+    assert world.service.get(A, "JIRA").paused
+    assert {t.target: t.paused for t in world.service.list(A)} == {
+        TargetSystem.JIRA: True,
+        TargetSystem.MANUAL: False,  # MANUAL cannot be paused
+    }
+    world.clock.now = NOW + timedelta(minutes=1)
+    world.service.put(A, "JIRA", {**JIRA, "project_key": "OPS"})  # re-configuring does not resume it
+    assert world.service.get(A, "JIRA").paused
+    assert not world.service.set_paused(A, "JIRA", False).paused
+    assert not world.stored("tenant-a", TargetSystem.JIRA).paused
+
+
+def test_pause_refusals(world):
+    world.service.put(B, "JIRA", JIRA)  # another tenant's configuration does not count
+    with pytest.raises(NotFound):
+        world.service.set_paused(A, "JIRA", True)
+    with pytest.raises(FailedPrecondition) as err:
+        world.service.set_paused(A, "MANUAL", True)
+    assert err.value.reason == "INVALID_STATE"
+    with pytest.raises(FailedPrecondition) as err:
+        world.service.set_paused(A, "EMAIL", True)
+    assert err.value.reason == "UNSUPPORTED_TARGET_SYSTEM"
+    assert not world.stored("tenant-b", TargetSystem.JIRA).paused

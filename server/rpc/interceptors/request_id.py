@@ -12,11 +12,12 @@ from typing import Any
 
 import grpc
 
-from server.contract.http import REQUEST_ID
+from server.contract.http import HTTP_STATUS_TRAILER, REQUEST_ID
 from server.contract.methods import MethodInfo
 from server.rpc import call_state
 from server.rpc.interceptors.base import Behavior, UnaryInterceptor
 from server.rpc.metadata import metadata_value
+from server.rpc.success_status import SUCCESS_STATUS
 
 # Envoy echoes the caller's id to the caller as it is, so the server keeps the same one whenever it
 # is printable (logs are JSON, so nothing in it can forge a line); only control characters or an
@@ -43,6 +44,9 @@ class RequestIdInterceptor(UnaryInterceptor):
         token = call_state.enter(state)
         try:
             response = proceed(request, context)
+            status = SUCCESS_STATUS.get(method)
+            if status is not None and (code := status(response)) != 200:
+                state.response_headers[HTTP_STATUS_TRAILER] = str(code)
             # Initial metadata can be sent once per call: this is the one place that sends it.
             context.send_initial_metadata(((REQUEST_ID, state.request_id), *state.response_headers.items()))
             return response

@@ -27,3 +27,9 @@ class TargetsServicer(targets_pb2_grpc.TargetsServiceServicer):
     def DeleteTarget(self, request, context):
         self._targets.delete(principal(), request.target_system)
         return pb.DeleteTargetResponse()
+
+    def PauseTarget(self, request, context):
+        return conv.target_to_proto(self._targets.set_paused(principal(), request.target_system, True))
+
+    def ResumeTarget(self, request, context):
+        return conv.target_to_proto(self._targets.set_paused(principal(), request.target_system, False))

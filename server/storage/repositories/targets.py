@@ -24,6 +24,7 @@ def _from_row(r: Row[Any]) -> StoredTarget:
         secrets_ciphertext=r.secrets,
         created_at=r.created_at,
         updated_at=r.updated_at,
+        paused=r.paused,
     )
 
 
@@ -58,6 +59,15 @@ class SqlTargetRepository:
             ),
             row,
         )
+
+    def set_paused(self, tenant_id: str, target: TargetSystem, paused: bool) -> bool:
+        """False when the target is not configured."""
+        result = self._conn.execute(
+            sa.update(t)
+            .where(t.c.tenant_id == tenant_id, t.c.target_system == target.value)
+            .values(paused=paused)
+        )
+        return result.rowcount > 0
 
     def delete(self, tenant_id: str, target: TargetSystem) -> bool:
         result = self._conn.execute(

@@ -1,8 +1,11 @@
-"""SqlHistoryRepository, SqlDispatchRepository and SqlTokenRepository."""
+"""SqlHistoryRepository, deliveries (dispatch records) by key, and SqlTokenRepository.
+
+The delivery claims, leases and pages: test_storage_deliveries.py."""
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,7 +13,8 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from server.domain.dispatch import DispatchRecord, TargetSystem, dispatch_key
+from server.domain.delivery import Delivery, DeliveryState
+from server.domain.dispatch import TargetSystem, dispatch_key
 from server.domain.history import Action, HistoryEntry
 from server.domain.paging import PageAfter
 from server.storage.repositories import sort_value
@@ -84,68 +88,101 @@ def test_history_needs_its_exception(uow, new_exception, new_history):
         u.history.add_many([new_history(new_exception(), T0)])
 
 
-# -- dispatches ---------------------------------------------------------------------------------
+# -- deliveries by dispatch key --------------------------------------------------------------------
 
 
-def record(e, target=TargetSystem.JIRA, queue="REC", **fields):
+def delivery(e, target=TargetSystem.JIRA, queue="REC", **fields) -> Delivery:
     values = {
-        "key": dispatch_key(target, e.id, queue),
+        "id": str(uuid.uuid4()),
         "tenant_id": e.tenant_id,
+        "key": dispatch_key(target, e.id, queue),
         "exception_id": e.id,
         "target_system": target,
         "queue": queue,
+        "state": DeliveryState.PENDING,
         "created_at": T0,
+        "updated_at": T0,
+        "actor_id": "tok-1",
+        "next_attempt_at": T0,
     }
     values.update(fields)
-    return DispatchRecord(**values)
+    return Delivery(**values)
 
 
-def test_dispatch_add_and_get_many(uow, new_exception):
+def test_delivery_add_and_get_by_keys(uow, new_exception):
     a, b = new_exception(), new_exception()
-    done = record(a, external_reference="REC-1", acknowledged=True, completed_at=T0 + timedelta(seconds=1))
-    pending = record(b, TargetSystem.MANUAL, "")
+    done = delivery(
+        a,
+        state=DeliveryState.DELIVERED,
+        attempt_count=1,
+        next_attempt_at=None,
+        external_reference="REC-1",
+        acknowledged=True,
+        delivered_at=T0 + timedelta(seconds=1),
+    )
+    pending = delivery(b, TargetSystem.MANUAL, "", last_error="x" * 3000, outcome_unknown=True)
     with uow(write=True) as u:
         u.exceptions.add_many([a, b])
-        u.dispatches.add_many([done, pending])
-        u.dispatches.add_many([])
+        u.deliveries.add_many([done, pending])
+        u.deliveries.add_many([])
     with uow(write=False) as u:
-        got = u.dispatches.get_many(a.tenant_id, [done.key, pending.key, done.key, "dispatch:JIRA:nope"])
-        assert u.dispatches.get_many("tenant-b", [done.key]) == {}
-        assert u.dispatches.get_many(a.tenant_id, []) == {}
+        got = u.deliveries.get_by_keys(a.tenant_id, [done.key, pending.key, done.key, "dispatch:JIRA:nope"])
+        assert u.deliveries.get_by_keys("tenant-b", [done.key]) == {}
+        assert u.deliveries.get_by_keys(a.tenant_id, []) == {}
     assert got == {done.key: done, pending.key: pending}
-    assert got[done.key].completed and not got[pending.key].completed
     assert isinstance(got[pending.key].target_system, TargetSystem)
+    assert isinstance(got[pending.key].state, DeliveryState)
+    assert got[done.key].delivered_at.tzinfo is UTC
 
 
-def test_dispatch_add_completes_a_pending_record(uow, new_exception):
+def test_delivery_update_writes_its_state_never_its_identity(uow, new_exception):
     e = new_exception()
-    pending = record(e)
+    pending = delivery(e)
     with uow(write=True) as u:
         u.exceptions.add_many([e])
-        u.dispatches.add_many([pending])
-    completed = replace(
+        u.deliveries.add_many([pending])
+    later = T0 + timedelta(minutes=5)
+    changed = replace(
         pending,
-        created_at=T0 + timedelta(minutes=5),
+        key="another-key",
+        created_at=later,
+        queue="OTHER",
+        state=DeliveryState.DELIVERED,
+        actor_id="tok-2",
         external_reference="REC-9",
         acknowledged=True,
-        completed_at=T0 + timedelta(minutes=5),
+        delivered_at=later,
+        updated_at=later,
+        next_attempt_at=None,
     )
     with uow(write=True) as u:
-        u.dispatches.add_many([completed])
+        u.deliveries.update_many([changed])
     with uow(write=True) as u:  # write: exercises SELECT ... FOR UPDATE
-        got = u.dispatches.get_many(e.tenant_id, [pending.key])[pending.key]
-    assert got == replace(completed, created_at=T0)  # the first write's created_at stays
+        got = u.deliveries.get_by_keys(e.tenant_id, [pending.key])[pending.key]
+    # Identity, key and creation stay those of the first write.
+    assert got == replace(changed, key=pending.key, created_at=T0, queue="REC")
 
 
 def test_same_key_in_two_tenants(uow, new_exception):
     a, b = new_exception("tenant-a"), new_exception("tenant-b")
-    ra, rb = record(a, key="same"), record(b, key="same", queue="OTHER")
+    da, db = delivery(a, key="same"), delivery(b, key="same", queue="OTHER")
     with uow(write=True) as u:
         u.exceptions.add_many([a, b])
-        u.dispatches.add_many([ra, rb])
+        u.deliveries.add_many([da, db])
     with uow(write=False) as u:
-        assert u.dispatches.get_many("tenant-a", ["same"]) == {"same": ra}
-        assert u.dispatches.get_many("tenant-b", ["same"]) == {"same": rb}
+        assert u.deliveries.get_by_keys("tenant-a", ["same"]) == {"same": da}
+        assert u.deliveries.get_by_keys("tenant-b", ["same"]) == {"same": db}
+
+
+def test_one_delivery_per_tenant_and_key(uow, new_exception):
+    e = new_exception()
+    with uow(write=True) as u:
+        u.exceptions.add_many([e])
+        u.deliveries.add_many([delivery(e)])
+    with pytest.raises(sa.exc.IntegrityError), uow(write=True) as u:
+        u.deliveries.add_many([delivery(e)])  # a second delivery for the same triple
+    with pytest.raises(sa.exc.IntegrityError), uow(write=True) as u:
+        u.deliveries.add_many([delivery(new_exception())])  # its exception does not exist
 
 
 # -- tokens -------------------------------------------------------------------------------------

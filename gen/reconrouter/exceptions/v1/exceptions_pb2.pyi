@@ -212,20 +212,24 @@ class DispatchExceptionRequest(_message.Message):
     def __init__(self, exception_id: _Optional[str] = ..., target_system: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
 
 class DispatchExceptionResponse(_message.Message):
-    __slots__ = ("exception_id", "target_system", "queue", "external_reference", "acknowledged", "dispatched_at")
+    __slots__ = ("exception_id", "target_system", "queue", "external_reference", "acknowledged", "dispatched_at", "delivery_id", "next_attempt_at")
     EXCEPTION_ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_SYSTEM_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     ACKNOWLEDGED_FIELD_NUMBER: _ClassVar[int]
     DISPATCHED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     exception_id: str
     target_system: str
     queue: str
     external_reference: str
     acknowledged: bool
     dispatched_at: _timestamp_pb2.Timestamp
-    def __init__(self, exception_id: _Optional[str] = ..., target_system: _Optional[str] = ..., queue: _Optional[str] = ..., external_reference: _Optional[str] = ..., acknowledged: _Optional[bool] = ..., dispatched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    delivery_id: str
+    next_attempt_at: _timestamp_pb2.Timestamp
+    def __init__(self, exception_id: _Optional[str] = ..., target_system: _Optional[str] = ..., queue: _Optional[str] = ..., external_reference: _Optional[str] = ..., acknowledged: _Optional[bool] = ..., dispatched_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivery_id: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class BulkDispatchExceptionsRequest(_message.Message):
     __slots__ = ("exception_ids", "target_system", "queue")
@@ -266,14 +270,18 @@ class BulkResult(_message.Message):
     def __init__(self, succeeded: _Optional[_Iterable[str]] = ..., failed: _Optional[_Iterable[_Union[BulkItemFailure, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
 
 class BulkItemFailure(_message.Message):
-    __slots__ = ("exception_id", "error", "reason")
+    __slots__ = ("exception_id", "error", "reason", "delivery_id", "next_attempt_at")
     EXCEPTION_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
     exception_id: str
     error: str
     reason: str
-    def __init__(self, exception_id: _Optional[str] = ..., error: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    delivery_id: str
+    next_attempt_at: _timestamp_pb2.Timestamp
+    def __init__(self, exception_id: _Optional[str] = ..., error: _Optional[str] = ..., reason: _Optional[str] = ..., delivery_id: _Optional[str] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ReceiveCallbackRequest(_message.Message):
     __slots__ = ("exception_id", "external_system", "external_issue_id", "status", "assignee", "resolution_notes")

@@ -65,8 +65,20 @@ class DeleteTargetResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class PauseTargetRequest(_message.Message):
+    __slots__ = ("target_system",)
+    TARGET_SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    target_system: str
+    def __init__(self, target_system: _Optional[str] = ...) -> None: ...
+
+class ResumeTargetRequest(_message.Message):
+    __slots__ = ("target_system",)
+    TARGET_SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    target_system: str
+    def __init__(self, target_system: _Optional[str] = ...) -> None: ...
+
 class Target(_message.Message):
-    __slots__ = ("target_system", "base_url", "project_key", "issue_type", "instance_url", "table", "url", "configured_secrets", "created_at", "updated_at")
+    __slots__ = ("target_system", "base_url", "project_key", "issue_type", "instance_url", "table", "url", "configured_secrets", "created_at", "updated_at", "paused")
     TARGET_SYSTEM_FIELD_NUMBER: _ClassVar[int]
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     PROJECT_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +89,7 @@ class Target(_message.Message):
     CONFIGURED_SECRETS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
     target_system: str
     base_url: str
     project_key: str
@@ -87,4 +100,5 @@ class Target(_message.Message):
     configured_secrets: _containers.RepeatedScalarFieldContainer[str]
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, target_system: _Optional[str] = ..., base_url: _Optional[str] = ..., project_key: _Optional[str] = ..., issue_type: _Optional[str] = ..., instance_url: _Optional[str] = ..., table: _Optional[str] = ..., url: _Optional[str] = ..., configured_secrets: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    paused: bool
+    def __init__(self, target_system: _Optional[str] = ..., base_url: _Optional[str] = ..., project_key: _Optional[str] = ..., issue_type: _Optional[str] = ..., instance_url: _Optional[str] = ..., table: _Optional[str] = ..., url: _Optional[str] = ..., configured_secrets: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paused: _Optional[bool] = ...) -> None: ...

@@ -54,6 +54,16 @@ class TargetsServiceStub:
                 request_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.DeleteTargetRequest.SerializeToString,
                 response_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.DeleteTargetResponse.FromString,
                 _registered_method=True)
+        self.PauseTarget = channel.unary_unary(
+                '/reconrouter.targets.v1.TargetsService/PauseTarget',
+                request_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.PauseTargetRequest.SerializeToString,
+                response_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.FromString,
+                _registered_method=True)
+        self.ResumeTarget = channel.unary_unary(
+                '/reconrouter.targets.v1.TargetsService/ResumeTarget',
+                request_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.ResumeTargetRequest.SerializeToString,
+                response_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.FromString,
+                _registered_method=True)
 
 
 class TargetsServiceServicer:
@@ -85,6 +95,20 @@ class TargetsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseTarget(self, request, context):
+        """Deliveries to a paused target wait (they are not attempted) until it is resumed; dispatches
+        are still accepted and recorded. 404 when the target is not configured; MANUAL cannot pause.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeTarget(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TargetsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +131,16 @@ def add_TargetsServiceServicer_to_server(servicer, server):
                     servicer.DeleteTarget,
                     request_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.DeleteTargetRequest.FromString,
                     response_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.DeleteTargetResponse.SerializeToString,
+            ),
+            'PauseTarget': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseTarget,
+                    request_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.PauseTargetRequest.FromString,
+                    response_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.SerializeToString,
+            ),
+            'ResumeTarget': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeTarget,
+                    request_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.ResumeTargetRequest.FromString,
+                    response_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +251,60 @@ class TargetsService:
             '/reconrouter.targets.v1.TargetsService/DeleteTarget',
             reconrouter_dot_targets_dot_v1_dot_targets__pb2.DeleteTargetRequest.SerializeToString,
             reconrouter_dot_targets_dot_v1_dot_targets__pb2.DeleteTargetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseTarget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reconrouter.targets.v1.TargetsService/PauseTarget',
+            reconrouter_dot_targets_dot_v1_dot_targets__pb2.PauseTargetRequest.SerializeToString,
+            reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeTarget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reconrouter.targets.v1.TargetsService/ResumeTarget',
+            reconrouter_dot_targets_dot_v1_dot_targets__pb2.ResumeTargetRequest.SerializeToString,
+            reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.FromString,
             options,
             channel_credentials,
             insecure,

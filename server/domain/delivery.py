@@ -1,0 +1,162 @@
+"""Durable delivery (API.md §7): a dispatch records its intent as a Delivery; workers carry it out.
+
+A Delivery is one (exception, target system, queue): its key is the dispatch key, so dispatching the
+same triple again joins the delivery that exists instead of creating a second ticket. Its state is
+the one source of truth for "in progress": a request that crashed, a keyed retry of it and the
+workers all read it.
+
+    PENDING --claim--> IN_FLIGHT --delivered--> DELIVERED
+       ^                   |--refused (4xx)--> FAILED
+       |                   |--past the horizon--> FAILED
+       +---retry due-------+  (retryable: 429, 5xx, network, timeout)
+    PENDING --cancel--> CANCELLED;  FAILED / CANCELLED --retry--> PENDING
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from server.domain.dispatch import TargetSystem
+from server.domain.errors import DomainError, FailedPrecondition
+
+MAX_REFERENCE = 255
+MAX_ERROR = 1000
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "PENDING"
+    IN_FLIGHT = "IN_FLIGHT"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class AttemptOutcome(enum.StrEnum):
+    DELIVERED = "DELIVERED"
+    RETRYABLE_ERROR = "RETRYABLE_ERROR"
+    PERMANENT_ERROR = "PERMANENT_ERROR"
+    TIMEOUT = "TIMEOUT"
+
+
+# HTTP statuses a target may answer to a request it will accept later (everything else 4xx is final).
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+
+def is_retryable_status(status: int) -> bool:
+    return status >= 500 or status in RETRYABLE_4XX
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+    started_at: datetime
+    duration_ms: int
+    outcome: AttemptOutcome
+    http_status: int | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    tenant_id: str
+    key: str  # the dispatch key: dispatch:{TARGET}:{exception_id}[:{queue}]
+    exception_id: str
+    target_system: TargetSystem
+    queue: str
+    state: DeliveryState
+    created_at: datetime
+    updated_at: datetime
+    # Who asked for it (token id): the DISPATCH history entry written on success names them.
+    actor_id: str
+    attempt_count: int = 0
+    next_attempt_at: datetime | None = None
+    # When retrying stops (first attempt of this round + DELIVERY_RETRY_HORIZON).
+    horizon_at: datetime | None = None
+    # An attempt may have created the ticket without our learning its answer (a timeout, a crash):
+    # the next attempt asks the target for it before creating one.
+    outcome_unknown: bool = False
+    last_error: str = ""
+    # A stable reason for the last failure (TARGET_REJECTED, TARGET_UNAVAILABLE, ...).
+    last_reason: str = ""
+    external_reference: str | None = None
+    acknowledged: bool = False
+    delivered_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    attempts: tuple[Attempt, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.CANCELLED)
+
+    @property
+    def has_first_outcome(self) -> bool:
+        """What a dispatch call waits for: delivered, refused, or its first attempt answered and a
+        retry scheduled."""
+        return self.finished or (self.state is DeliveryState.PENDING and self.attempt_count > 0)
+
+    def retried(self, now: datetime) -> Delivery:
+        """A FAILED or CANCELLED delivery made due again (a new round of retries)."""
+        if self.state not in (DeliveryState.FAILED, DeliveryState.CANCELLED):
+            raise FailedPrecondition(
+                f"only a FAILED or CANCELLED delivery can be retried; this one is {self.state.value}",
+                reason="INVALID_STATE",
+            )
+        return replace(
+            self,
+            state=DeliveryState.PENDING,
+            next_attempt_at=now,
+            horizon_at=None,
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+
+    def cancelled(self, now: datetime) -> Delivery:
+        if self.state is not DeliveryState.PENDING:
+            raise FailedPrecondition(
+                f"only a PENDING delivery can be cancelled; this one is {self.state.value}",
+                reason="INVALID_STATE",
+            )
+        return replace(self, state=DeliveryState.CANCELLED, next_attempt_at=None, updated_at=now)
+
+
+class DeliveryScheduled(DomainError):
+    """A per-item answer of a dispatch call: the delivery is being retried (API.md §7)."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        when = delivery.next_attempt_at
+        detail = f"; next attempt at {when.isoformat()}" if when is not None else ""
+        reason = f" ({delivery.last_error})" if delivery.last_error else ""
+        super().__init__(
+            f"delivery to {delivery.target_system.value} is scheduled{detail}{reason}",
+            reason="DELIVERY_SCHEDULED",
+        )
+        self.delivery = delivery
+
+
+class DeliveryFailed(FailedPrecondition):
+    """A per-item answer (or a single dispatch's error): the delivery ended without a ticket."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        if delivery.state is DeliveryState.CANCELLED:
+            message, reason = "the delivery was cancelled", "DELIVERY_CANCELLED"
+        else:
+            message = delivery.last_error or f"delivery to {delivery.target_system.value} failed"
+            reason = delivery.last_reason or "DELIVERY_FAILED"
+        super().__init__(message, reason=reason)
+        self.delivery = delivery
+
+
+def clean_text(text: str, limit: int) -> str:
+    """What a target answered, fit to store and show: control characters (NUL included) become
+    spaces, runs of white space fold, and the length is capped."""
+    # Only a bounded prefix is read (an answer may be megabytes), generous enough that leading
+    # white space or control characters cannot leave nothing to show.
+    cleaned = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in text[: limit * 64])
+    folded = " ".join(cleaned.split())
+    return folded if len(folded) <= limit else folded[: limit - 1] + "…"
