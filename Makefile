@@ -89,7 +89,7 @@ bench-quick: $(GEN_OUT) bench-tools ## the same scenarios, shorter runs (~2 min)
 bench-idempotency: $(GEN_OUT) ## scenario 4: first execution vs replay, key-less cost (BENCH_ARGS="--rounds 50")
 	$(PY) -m bench idempotency $(BENCH_ARGS)
 
-bench-dispatch: $(GEN_OUT) ## scenario 3: dispatch to slow stand-ins, pool 1 vs 8 (BENCH_ARGS="--rounds 20")
+bench-dispatch: $(GEN_OUT) ## scenario 3: dispatch to slow stand-ins, 1 vs 8 deliveries per host (BENCH_ARGS="--rounds 20")
 	$(PY) -m bench dispatch $(BENCH_ARGS)
 
 bench-bulk: $(GEN_OUT) ## scenario 5: 50 GETs in one /v1/bulk vs one by one (BENCH_ARGS="--rounds 50")

@@ -4,10 +4,11 @@ bench-idempotency, bench-bulk; docs/benchmarks.md explains every scenario and co
     .venv/bin/python -m bench [--quick] [--only 1,2 | --only reads,bulk] [--no-profile] [COMMON]
         the suite of issue 7: every scenario of bench/scenarios/ (or those of --only), then a py-spy
         profile; results bench/results/<timestamp>.json and .md (+ <timestamp>-profile-*.txt)
-    .venv/bin/python -m bench dispatch [--rounds 20] [--latency 0.02] [--pool 8] [COMMON]
+    .venv/bin/python -m bench dispatch [--rounds 20] [--latency 0.02] [--per-host 8] [COMMON]
     .venv/bin/python -m bench idempotency [--rounds 30] [COMMON]
     .venv/bin/python -m bench bulk [--rounds 30] [COMMON]
-        one scenario alone (3, 4, 5: issues 5, 3, 4), full plan with one repeat, no profile;
+    .venv/bin/python -m bench delivery [--items 10000] [--latency 0.02] [COMMON]
+        one scenario alone (3, 4, 5, 8: issues 5, 3, 4, 14), full plan with one repeat, no profile;
         results bench/results/<command>-<timestamp>.json and .md
 
 COMMON: --database-url URL (default BENCH_DATABASE_URL: a PostgreSQL server; every stack then gets a
@@ -37,6 +38,7 @@ class Option:
     type: type
     default: float
     help: str
+    aliases: tuple[str, ...] = ()  # older spellings of the flag, still accepted
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,19 @@ SINGLES = {
     "dispatch": Single(
         3,
         "scenario 3 alone (issue 5): 100-item bulk dispatch to the webhook and JIRA stand-ins taking "
-        "--latency s per request, DISPATCH_POOL_SIZE=1 vs --pool; plus the scenario's MANUAL and "
-        "no-latency webhook rows",
+        "--latency s per request, DELIVERY_MAX_PER_HOST=1 vs --per-host; plus the scenario's MANUAL "
+        "and no-latency webhook rows",
         (
-            Option("--rounds", "latency_batches", int, 20, "100-item dispatches per target and pool"),
+            Option("--rounds", "latency_batches", int, 20, "100-item dispatches per target and setting"),
             Option("--latency", "standin_latency", float, 0.02, "seconds each stand-in request takes"),
-            Option("--pool", "pooled", int, 8, "DISPATCH_POOL_SIZE of the pooled run"),
+            Option(
+                "--per-host",
+                "pooled",
+                int,
+                8,
+                "DELIVERY_MAX_PER_HOST of the parallel run",
+                aliases=("--pool",),
+            ),
         ),
     ),
     "idempotency": Single(
@@ -71,6 +80,16 @@ SINGLES = {
         "scenario 5 alone (issue 4): 50 GETs in one /v1/bulk (gRPC Batch) vs one by one, and one more "
         "sub-request vs a direct gRPC call",
         (Option("--rounds", "rounds", int, 30, "rounds of 50 GETs each way"),),
+    ),
+    "delivery": Single(
+        8,
+        "scenario 8 alone (issue 14): --items webhook deliveries queued behind a paused target, "
+        "drained after resume (stand-in answering in --latency s); MANUAL dispatch with and without "
+        "other tenants' deliveries trickling",
+        (
+            Option("--items", "drain_items", int, 10_000, "deliveries to drain (a multiple of 100)"),
+            Option("--latency", "drain_latency", float, 0.02, "seconds the stand-in takes per delivery"),
+        ),
     ),
 }
 
@@ -111,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         usage="%(prog)s [--quick | --plan PLAN] [--only LIST] [--no-profile] [COMMON]\n"
-        "       %(prog)s {dispatch,idempotency,bulk} [OPTIONS] [COMMON]",
+        "       %(prog)s {dispatch,idempotency,bulk,delivery} [OPTIONS] [COMMON]",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -130,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         for option in single.options:
             sub.add_argument(
                 option.flag,
+                *option.aliases,
                 dest=option.field,
                 metavar="N" if option.type is int else "S",
                 type=option.type,

@@ -55,11 +55,19 @@ class Plan:
     scale_sizes: tuple[int, ...]  # exceptions in one tenant, scenario 6
     read_rows: int  # exceptions behind the read scenarios
     profile_seconds: float
-    # Dispatch to stand-ins that take `standin_latency` s per request, DISPATCH_POOL_SIZE=1 vs
-    # `pooled`: 100-item batches per repeat (sequential webhook delivery: ~100 x latency each).
+    # Dispatch to stand-ins that take `standin_latency` s per request, DELIVERY_MAX_PER_HOST=1 vs
+    # `pooled`: 100-item batches per repeat (one delivery at a time: ~100 x latency each).
     latency_batches: int = 4
     standin_latency: float = 0.02
     pooled: int = 8
+    # Scenario 8: deliveries queued behind a paused webhook, drained after resume (the stand-in
+    # answering in `drain_latency` s); 100-item MANUAL dispatches by another tenant, measured while
+    # `trickle_deliveries` deliveries trickle (one byte a second, cut at `trickle_timeout` s) and without.
+    drain_items: int = 10_000
+    drain_latency: float = 0.02
+    trickle_deliveries: int = 32
+    trickle_timeout: float = 5.0
+    trickle_calls: int = 40
 
 
 PLANS = {
@@ -87,6 +95,8 @@ PLANS = {
         read_rows=1000,
         profile_seconds=2.0,
         latency_batches=1,
+        drain_items=2_000,
+        trickle_calls=20,
     ),
     # One tiny iteration of everything (the smoke test): proves the code runs, measures nothing.
     "smoke": Plan(
@@ -103,6 +113,10 @@ PLANS = {
         latency_batches=1,
         standin_latency=0.0,
         pooled=2,
+        drain_items=100,
+        trickle_deliveries=4,
+        trickle_timeout=2.0,
+        trickle_calls=2,
     ),
 }
 
@@ -200,6 +214,8 @@ class Target:
     metrics_ports: list[int]
     token: str
     database_url: str
+    # A token of another tenant (tenant -> bearer token, the stack's own scopes).
+    new_token: Callable[[str], str] | None = None
     alive: bool = True
 
     @property
@@ -407,6 +423,7 @@ class Bench:
                     [stack.metrics_port],
                     stack.create_token(TENANT, SCOPES),
                     url,
+                    lambda tenant, stack=stack: stack.create_token(tenant, SCOPES),
                 )
             else:
                 cluster = Cluster(url, replicas, settings, work_dir=work)
@@ -420,6 +437,7 @@ class Bench:
                     [r.metrics_port for r in cluster.replicas],
                     cluster.create_token(TENANT, list(SCOPES)),
                     url,
+                    lambda tenant, cluster=cluster: cluster.create_token(tenant, list(SCOPES)),
                 )
             self.log(f"  stack {label}: up in {time.perf_counter() - started:.1f} s")
             try:
@@ -524,10 +542,12 @@ class Bench:
         connections: int | None = None,
         items_per_request: int = 1,
         calls_per_request: int = 1,
+        repeats: int | None = None,
         note: str = "",
     ) -> dict[str, Any]:
-        """Python-driven calls with their own work items: each repeat first runs `prepare()`
-        (unmeasured, e.g. creating the exceptions to dispatch), then sends every item once."""
+        """Python-driven calls with their own work items: each repeat (`plan.repeats` unless given)
+        first runs `prepare()` (unmeasured, e.g. creating the exceptions to dispatch), then sends
+        every item once."""
         if transport == "rest":
             factory: Callable[[], Any] = lambda: drivers.RestClient(target.base_url)  # noqa: E731
         else:
@@ -541,10 +561,41 @@ class Bench:
             run = drivers.run_python(factory, call, connections=connections, items=items)
             return _run_record(run, before, target.sample())
 
-        runs = [one_run(prepare()) for _ in range(self.plan.repeats)]
+        runs = [one_run(prepare()) for _ in range(repeats or self.plan.repeats)]
         self._replayable(name, target, prepare, one_run, runs)
         record = self._record(scenario, name, target, transport, runs, connections, items_per_request, note)
         record["calls_per_request"] = calls_per_request
+        return record
+
+    def measure_span(
+        self,
+        scenario: str,
+        name: str,
+        target: Target,
+        transport: str,
+        *,
+        prepare: Callable[[], Any],
+        run: Callable[[Any], LoadRun],
+        connections: int = 1,
+        repeats: int | None = None,
+        unit: str = "",
+        note: str = "",
+    ) -> dict[str, Any]:
+        """Work the server does on its own, e.g. a queue of deliveries draining: each repeat runs
+        `prepare()` (unmeasured), then `run(prepared)`, which starts the work, waits for its end and
+        returns a LoadRun (requests = work items done, seconds = wall time, latencies per item). The
+        stack is sampled around run() as around any load: server CPU, statements, calls."""
+
+        def one_run(prepared: Any) -> dict[str, Any]:
+            before = target.sample()
+            done = run(prepared)
+            return _run_record(done, before, target.sample())
+
+        runs = [one_run(prepare()) for _ in range(repeats or self.plan.repeats)]
+        self._replayable(name, target, prepare, one_run, runs)
+        record = self._record(scenario, name, target, transport, runs, connections, 1, note)
+        if unit:
+            record["unit"] = unit  # what one "request" of this row is (the report shows items/s)
         return record
 
     def _replayable(self, name: str, target: Target, prepare, run, runs: list[dict[str, Any]]) -> None:

@@ -31,7 +31,9 @@ def _cell(record: dict[str, Any], key: str, digits: int | None) -> str:
     value = record.get(key)
     if value is None:
         return "-"
-    if key == "items_per_s" and record.get("items_per_request", 1) == 1:
+    # items/s repeats req/s when a request is one item; shown anyway for rows whose "request" is a
+    # unit of work of their own (e.g. one delivery of a drain)
+    if key == "items_per_s" and record.get("items_per_request", 1) == 1 and not record.get("unit"):
         return "-"
     if key in _MILLI:
         value *= 1000

@@ -1,5 +1,6 @@
 """Runs the scenario list through one Bench and writes the results (bench/__main__.py is the CLI:
-`python -m bench` for the suite, `python -m bench dispatch|idempotency|bulk` for one scenario alone)."""
+`python -m bench` for the suite, `python -m bench dispatch|idempotency|bulk|delivery` for one
+scenario alone)."""
 
 from __future__ import annotations
 
