@@ -56,7 +56,7 @@ from server.domain.idempotency import (
 )
 from server.domain.paging import ExceptionQuery, PageAfter, parse_sort_value
 from server.domain.targets import StoredTarget, TargetConfig
-from server.storage.repositories.deliveries import LOST_ATTEMPT
+from server.storage.repositories.deliveries import LOST_ATTEMPT, MUTABLE_FIELDS
 
 
 class ConstraintViolation(Exception):
@@ -441,24 +441,8 @@ def _delivery_row(d: Delivery) -> Delivery:
     )
 
 
-# What update_many and finish write (SqlDeliveryRepository's _MUTABLE).
-_DELIVERY_MUTABLE = (
-    "state",
-    "updated_at",
-    # Who asked for the current round (a revived delivery is the new caller's): the history names them.
-    "actor_id",
-    "attempt_count",
-    "next_attempt_at",
-    "horizon_at",
-    "outcome_unknown",
-    "last_error",
-    "last_reason",
-    "external_reference",
-    "acknowledged",
-    "delivered_at",
-    "lease_owner",
-    "lease_expires_at",
-)
+# What update_many and finish write: the SQL adapter's own list.
+_DELIVERY_MUTABLE = MUTABLE_FIELDS
 
 
 def _delivery_changes(old: Delivery, new: Delivery) -> Delivery:

@@ -97,7 +97,7 @@ def _attempt_from_row(r: Row[Any]) -> Attempt:
 
 
 # What a state change may write (identity, key and creation stay those of the first write).
-_MUTABLE = (
+MUTABLE_FIELDS = (
     "state",
     "updated_at",
     # Who asked for the current round (a revived delivery is the new caller's): the history names them.
@@ -161,7 +161,7 @@ class SqlDeliveryRepository:
         stmt = (
             sa.update(t)
             .where(t.c.id == sa.bindparam("b_id"))
-            .values({name: sa.bindparam(f"b_{name}") for name in _MUTABLE})
+            .values({name: sa.bindparam(f"b_{name}") for name in MUTABLE_FIELDS})
         )
         self._conn.execute(stmt, [{f"b_{k}": v for k, v in _to_row(d).items()} for d in deliveries])
 
@@ -290,7 +290,7 @@ class SqlDeliveryRepository:
     def finish(self, owner: str, delivery: Delivery, attempt: Attempt) -> bool:
         """Writes an attempt's outcome if `owner` still holds the lease; False when it lost it (the
         lease expired and another worker took the delivery over: its outcome stands)."""
-        values = {k: v for k, v in _to_row(delivery).items() if k in _MUTABLE}
+        values = {k: v for k, v in _to_row(delivery).items() if k in MUTABLE_FIELDS}
         result = self._conn.execute(
             sa.update(t)
             .where(
