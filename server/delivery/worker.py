@@ -312,6 +312,20 @@ class DeliveryWorker:
         if not self._deliveries.record(self.owner, recorded, attempt):
             log.warning("a delivery's lease was lost during its attempt", extra={"delivery_id": delivery.id})
             return None
+        # One line per attempt for operators (never a URL, credential or body).
+        log.info(
+            "delivery attempt",
+            extra={
+                "delivery_id": delivery.id,
+                "tenant": delivery.tenant_id,
+                "target": delivery.target_system.value,
+                "attempt": attempt.number,
+                "outcome": attempt.outcome.value,
+                "http_status": attempt.http_status,
+                "duration_ms": attempt.duration_ms,
+                "state": recorded.state.value,
+            },
+        )
         if recorded.state is DeliveryState.PENDING and recorded.next_attempt_at is not None:
             due_in = (recorded.next_attempt_at - self._clock()).total_seconds()
             with self._soonest_lock:
