@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from server.domain.auth import Principal
 from server.domain.dispatch import TargetSystem, parse_target_system
@@ -46,7 +47,8 @@ class TargetService:
             previous = self._previous(uow, tenant, target, values)
             config = build_config(tenant, target, values, previous, lambda _url: None, self._clock())
             uow.targets.put(self._seal(config))
-        return config
+        # A PUT replaces the settings, not the pause (the stored flag is left as it is).
+        return replace(config, paused=previous is not None and previous.paused)
 
     def get(self, principal: Principal, target_system: str) -> TargetConfig:
         target = parse_target_system(target_system)
@@ -89,7 +91,7 @@ class TargetService:
         return config
 
     def config_for(self, uow: UnitOfWork, tenant_id: str, target: TargetSystem) -> TargetConfig | None:
-        """Dispatch's view, read in dispatch's own unit of work."""
+        """The configuration dispatch and the delivery workers use, read in their unit of work."""
         if target is TargetSystem.MANUAL:
             return manual_config(tenant_id)
         return self._load(uow, tenant_id, target)

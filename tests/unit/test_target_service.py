@@ -213,3 +213,10 @@ def test_pause_refusals(world):
         world.service.set_paused(A, "EMAIL", True)
     assert err.value.reason == "UNSUPPORTED_TARGET_SYSTEM"
     assert not world.stored("tenant-b", TargetSystem.JIRA).paused
+
+
+def test_a_put_keeps_the_pause_and_says_so(world):
+    world.service.put(A, "JIRA", JIRA)
+    world.service.set_paused(A, "JIRA", True)
+    assert world.service.put(A, "JIRA", {**JIRA, "project_key": "OPS"}).paused
+    assert world.service.get(A, "JIRA").paused
