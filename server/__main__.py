@@ -57,14 +57,18 @@ def _deliver(settings: Settings) -> None:
     import signal
     import threading
 
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, start_http_server
 
     from server.bootstrap import build_app
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    app = build_app(settings, metrics_registry=CollectorRegistry())
+    registry = CollectorRegistry()
+    if settings.metrics_port:
+        # The delivery metrics of this process (docs/delivery.md); METRICS_PORT=0 for none.
+        start_http_server(settings.metrics_port, settings.metrics_host, registry=registry)
+    app = build_app(settings, metrics_registry=registry)
     try:
         app.start_delivery_worker()
         stop.wait()
