@@ -22,23 +22,18 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from server.connectors.deadline import attempt_deadline
+from server.delivery.outcomes import outcome_of
 from server.delivery.schedule import RetrySchedule
 from server.domain.delivery import (
-    MAX_ERROR,
-    MAX_REFERENCE,
-    Attempt,
-    AttemptOutcome,
     Delivery,
     DeliveryState,
-    clean_text,
 )
 from server.domain.dispatch import (
-    TargetAddressRefused,
     TargetDown,
     TargetSystem,
     TicketRef,
@@ -306,7 +301,7 @@ class DeliveryWorker:
             outcome = self._call(delivery, exception, config)
         seconds = time.monotonic() - began
         now = self._clock()
-        recorded, attempt = self._outcome(delivery, outcome, started, seconds, now)
+        recorded, attempt = outcome_of(delivery, outcome, started, seconds, now, self._schedule)
         if self._observe is not None:
             self._observe(delivery.target_system.value, attempt.outcome.value, seconds)
         if not self._deliveries.record(self.owner, recorded, attempt):
@@ -355,79 +350,3 @@ class DeliveryWorker:
             return TargetDown(
                 f"{delivery.target_system.value} delivery failed unexpectedly", maybe_created=True
             )
-
-    def _outcome(
-        self,
-        delivery: Delivery,
-        outcome: TicketRef | DomainError | None,
-        started: datetime,
-        seconds: float,
-        now: datetime,
-    ) -> tuple[Delivery, Attempt]:
-        number = delivery.attempt_count
-        duration_ms = int(seconds * 1000)
-        done = replace(delivery, lease_owner=None, lease_expires_at=None, updated_at=now)
-        if outcome is None:
-            attempt = Attempt(
-                number, started, duration_ms, AttemptOutcome.PERMANENT_ERROR, None, "exception resolved"
-            )
-            cancelled = replace(
-                done,
-                state=DeliveryState.CANCELLED,
-                next_attempt_at=None,
-                last_error="the exception was resolved before it was delivered",
-                last_reason="INVALID_STATE",
-            )
-            return cancelled, attempt
-        if isinstance(outcome, TicketRef):
-            attempt = Attempt(number, started, duration_ms, AttemptOutcome.DELIVERED, outcome.http_status, "")
-            delivered = replace(
-                done,
-                state=DeliveryState.DELIVERED,
-                next_attempt_at=None,
-                external_reference=clean_text(outcome.external_reference, MAX_REFERENCE),
-                acknowledged=outcome.acknowledged,
-                delivered_at=now,
-                outcome_unknown=False,
-                last_error="",
-                last_reason="",
-            )
-            return delivered, attempt
-        error = clean_text(outcome.message, MAX_ERROR)
-        status = getattr(outcome, "http_status", None)
-        if not isinstance(outcome, TargetDown) or isinstance(outcome, TargetAddressRefused):
-            attempt = Attempt(number, started, duration_ms, AttemptOutcome.PERMANENT_ERROR, status, error)
-            failed = replace(
-                done,
-                state=DeliveryState.FAILED,
-                next_attempt_at=None,
-                last_error=error,
-                last_reason=outcome.reason,
-            )
-            return failed, attempt
-        kind = AttemptOutcome.TIMEOUT if outcome.timed_out else AttemptOutcome.RETRYABLE_ERROR
-        attempt = Attempt(number, started, duration_ms, kind, status, error)
-        horizon = delivery.horizon_at or self._schedule.horizon(started)
-        when = self._schedule.next_attempt(number, now, horizon, outcome.retry_after)
-        unknown = delivery.outcome_unknown or outcome.maybe_created
-        if when is None:
-            failed = replace(
-                done,
-                state=DeliveryState.FAILED,
-                next_attempt_at=None,
-                horizon_at=horizon,
-                outcome_unknown=unknown,
-                last_error=clean_text(f"gave up after {number} attempts: {error}", MAX_ERROR),
-                last_reason=outcome.reason,
-            )
-            return failed, attempt
-        retrying = replace(
-            done,
-            state=DeliveryState.PENDING,
-            next_attempt_at=when,
-            horizon_at=horizon,
-            outcome_unknown=unknown,
-            last_error=error,
-            last_reason=outcome.reason,
-        )
-        return retrying, attempt
