@@ -1,4 +1,5 @@
-"""Dispatching an exception to an external system: target names, keys, claims and outcomes."""
+"""Dispatching an exception to an external system: target names, keys, tickets and the outcomes of
+one attempt (the deliveries that carry dispatches out are server/domain/delivery.py)."""
 
 from __future__ import annotations
 
@@ -147,12 +148,13 @@ class Connector(Protocol):
     """Creates tickets in one external system. Never touches the database."""
 
     target: TargetSystem
-    # True when create calls leave this process (so dispatch records them before and after).
+    # True when create calls leave this process (so they go through the delivery workers).
     external: bool
     # How many requests one send() may carry (JIRA bulk create: 50; others 1).
     batch_size: int
 
     def send(self, batch: list[TicketRequest]) -> list[TicketRef | DomainError]:
         """Creates (or, for check_existing requests, first looks up) the batch's tickets; one result per
-        request, in order. Retries, timeouts and the circuit breaker live behind this call."""
+        request, in order: one attempt (the delivery workers retry; the attempt's deadline and the circuit
+        breaker live behind this call)."""
         ...
