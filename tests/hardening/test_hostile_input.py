@@ -299,3 +299,49 @@ def test_headers_grpc_cannot_carry_are_dropped_not_a_500(client, route, headers)
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
         assert_refused(response, response.status_code)
+
+
+def violated_fields(body: dict) -> list[str]:
+    return [
+        v["field"]
+        for d in body["details"]
+        if d["@type"].endswith("BadRequest")
+        for v in d.get("fieldViolations", d.get("field_violations", []))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "json_body", "field"),
+    [
+        ("/v1/exceptions", {"transaction_id": "t", "severity": 99}, "severity"),
+        ("/v1/exceptions", {"transaction_id": "t", "severity": -3}, "severity"),
+        (
+            "/v1/exceptions/bulk/create",
+            {"exceptions": [{"transaction_id": "a"}] * 3 + [{"transaction_id": "b", "severity": 99}]},
+            "exceptions[3].severity",
+        ),
+    ],
+    ids=["severity", "negative", "nested"],
+)
+def test_unknown_enum_numbers_in_bodies_are_400_naming_the_field(client, path, json_body, field):
+    """Bug found: proto3 enums are open, so the transcoder passed 99 on; the domain's conversion by
+    name raised ValueError (a 500 with a traceback in the log)."""
+    response = client.post(path, json=json_body, headers={"X-Idempotency-Key": uuid.uuid4().hex})
+    assert violated_fields(assert_refused(response)) == [field]
+
+
+def test_unknown_enum_numbers_in_bulk_sub_requests_are_400_naming_the_field(client):
+    """Bug found: /v1/bulk transcodes sub-requests itself and let numeric enums through (a 500 each).
+    (Envoy already refuses `?status=42` on a plain REST call, with the field in its message.)"""
+    items = [
+        {"url": "/v1/exceptions?status=42"},
+        {"url": "/v1/deliveries?state=77"},
+        {"url": "/v1/exceptions", "method": "POST", "data": '{"transaction_id": "t", "severity": 99}'},
+    ]
+    response = client.post("/v1/bulk", json={"requests": items})
+    assert response.status_code == 200, response.text
+    answers = response.json()
+    assert [item["status"] for item in answers] == [400, 400, 400], answers
+    for item, field in zip(answers, ["status", "state", "severity"], strict=True):
+        assert "Traceback" not in json.dumps(item)
+        assert violated_fields(item["contents"]) == [field], item

@@ -68,6 +68,66 @@ def test_bad_input_is_invalid_argument_with_field(stub, auth):
     assert dict(err.trailing_metadata())["x-http-status"] == "400"
 
 
+def violated_fields(err: grpc.RpcError) -> list[str]:
+    status = status_pb2.Status.FromString(dict(err.trailing_metadata())["grpc-status-details-bin"])
+    bad = error_details_pb2.BadRequest()
+    next(d for d in status.details if d.Is(bad.DESCRIPTOR)).Unpack(bad)
+    return [v.field for v in bad.field_violations]
+
+
+@pytest.mark.parametrize(
+    ("method", "request_message", "field"),
+    [
+        ("CreateException", pb.CreateExceptionRequest(transaction_id="t", severity=99), "severity"),
+        ("ListExceptions", pb.ListExceptionsRequest(status=42), "status"),
+        (
+            "BatchCreateExceptions",
+            pb.BatchCreateExceptionsRequest(
+                exceptions=[pb.CreateExceptionRequest(transaction_id="t")] * 3
+                + [pb.CreateExceptionRequest(transaction_id="t", severity=-1)]
+            ),
+            "exceptions[3].severity",
+        ),
+        (
+            "CreateException",
+            pb.CreateExceptionRequest(transaction_id="t", due_at={"seconds": 253_402_300_800}),
+            "due_at",
+        ),
+        (
+            "CreateException",
+            pb.CreateExceptionRequest(transaction_id="t", occurred_at={"seconds": -62_135_596_801}),
+            "occurred_at",
+        ),
+        (
+            "CreateException",
+            pb.CreateExceptionRequest(transaction_id="t", due_at={"seconds": 0, "nanos": 1_000_000_000}),
+            "due_at",
+        ),
+        (
+            "CreateException",
+            pb.CreateExceptionRequest(transaction_id="t", due_at={"seconds": 0, "nanos": -1}),
+            "due_at",
+        ),
+    ],
+    ids=["enum", "enum-filter", "nested-enum", "after-9999", "before-0001", "nanos-high", "nanos-negative"],
+)
+def test_unknown_enum_numbers_and_invalid_timestamps_are_400_naming_the_field(
+    stub, auth, method, request_message, field
+):
+    """Bug found: proto3 enums are open and Timestamps unchecked on the wire; both were a 500."""
+    err = call_error(getattr(stub, method), request_message, metadata=auth("writer"))
+    assert err.code() is grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert dict(err.trailing_metadata())["x-http-status"] == "400"
+    assert violated_fields(err) == [field]
+
+
+def test_an_unknown_delivery_state_is_400_naming_the_field(grpc_channel, auth):
+    deliveries = deliveries_pb2_grpc.DeliveriesServiceStub(grpc_channel)
+    err = call_error(deliveries.ListDeliveries, dpb.ListDeliveriesRequest(state=77), metadata=auth("admin"))
+    assert err.code() is grpc.StatusCode.INVALID_ARGUMENT, err.details()
+    assert violated_fields(err) == ["state"]
+
+
 def test_bulk_assign_mixed_outcomes_keep_order_and_collapse_duplicates(stub, auth, make_exception):
     a, b = make_exception(), make_exception()
     missing = str(uuid.uuid4())
