@@ -5,6 +5,7 @@ transaction per item. Counted on the real databases, in process and through gRPC
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -17,11 +18,13 @@ from server.domain.exceptions import NewException
 
 @contextlib.contextmanager
 def statements(engine: sa.Engine) -> Iterator[list[str]]:
-    """The first word of every statement sent to the database while the block runs."""
+    """The first word of every statement sent to the database while the block runs, but for those of
+    the app's delivery workers (threads named delivery*), which poll the same engine meanwhile."""
     sent: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        sent.append(statement.split()[0].upper())
+        if not threading.current_thread().name.startswith("delivery"):
+            sent.append(statement.split()[0].upper())
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
@@ -73,4 +76,4 @@ def test_the_same_bound_through_grpc_under_an_idempotency_key(app, stub, auth):
         return sent
 
     five, hundred = call(5), call(100)
-    assert five == hundred
+    assert five == hundred and hundred  # counted on the server's threads, the same for 5 or 100
