@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -58,11 +57,6 @@ def build_client(settings: HttpSettings, policy: AddressPolicy) -> httpx.Client:
         headers={"User-Agent": USER_AGENT},
         trust_env=False,  # no proxies from the environment: the guard must see the real peer
     )
-
-
-def host_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -10,7 +10,6 @@ from datetime import datetime
 from server.delivery.schedule import RetrySchedule
 from server.domain.delivery import (
     MAX_ERROR,
-    MAX_REFERENCE,
     Attempt,
     AttemptOutcome,
     Delivery,
@@ -48,18 +47,7 @@ def outcome_of(
         return cancelled, attempt
     if isinstance(outcome, TicketRef):
         attempt = Attempt(number, started, duration_ms, AttemptOutcome.DELIVERED, outcome.http_status, "")
-        delivered = replace(
-            done,
-            state=DeliveryState.DELIVERED,
-            next_attempt_at=None,
-            external_reference=clean_text(outcome.external_reference, MAX_REFERENCE),
-            acknowledged=outcome.acknowledged,
-            delivered_at=now,
-            outcome_unknown=False,
-            last_error="",
-            last_reason="",
-        )
-        return delivered, attempt
+        return delivery.delivered(outcome, now), attempt
     error = clean_text(outcome.message, MAX_ERROR)
     status = getattr(outcome, "http_status", None)
     if not isinstance(outcome, TargetDown) or isinstance(outcome, TargetAddressRefused):

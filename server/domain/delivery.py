@@ -19,8 +19,10 @@ import unicodedata
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from server.domain.dispatch import TargetSystem
+from server.domain.dispatch import TargetSystem, TicketRef, apply_ticket
 from server.domain.errors import DomainError, FailedPrecondition
+from server.domain.exceptions import ReconException
+from server.domain.history import Action, HistoryEntry
 
 MAX_REFERENCE = 255
 MAX_ERROR = 1000
@@ -97,7 +99,29 @@ class Delivery:
     def has_first_outcome(self) -> bool:
         """What a dispatch call waits for: delivered, refused, or its first attempt answered and a
         retry scheduled."""
-        return self.finished or (self.state is DeliveryState.PENDING and self.attempt_count > 0)
+        return self.has_outcome_after(0)
+
+    def has_outcome_after(self, attempts: int) -> bool:
+        """Finished, or retrying after more than `attempts` attempts (a revived delivery's waiter
+        counts from the attempts of its earlier rounds)."""
+        return self.finished or (self.state is DeliveryState.PENDING and self.attempt_count > attempts)
+
+    def delivered(self, ticket: TicketRef, now: datetime) -> Delivery:
+        """The ticket exists: DELIVERED with its (cleaned) reference; retry state and lease cleared."""
+        return replace(
+            self,
+            state=DeliveryState.DELIVERED,
+            next_attempt_at=None,
+            external_reference=clean_text(ticket.external_reference, MAX_REFERENCE),
+            acknowledged=ticket.acknowledged,
+            delivered_at=now,
+            outcome_unknown=False,
+            last_error="",
+            last_reason="",
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=now,
+        )
 
     def retried(self, now: datetime) -> Delivery:
         """A FAILED or CANCELLED delivery made due again (a new round of retries)."""
@@ -123,6 +147,23 @@ class Delivery:
                 reason="INVALID_STATE",
             )
         return replace(self, state=DeliveryState.CANCELLED, next_attempt_at=None, updated_at=now)
+
+
+def ticket_recorded(exception: ReconException, delivery: Delivery) -> tuple[ReconException, HistoryEntry]:
+    """A DELIVERED delivery's ticket on its exception, and the DISPATCH history entry naming who
+    dispatched it: the same whether MANUAL made it in the request or a worker delivered it later."""
+    now = delivery.delivered_at or delivery.updated_at
+    reference = delivery.external_reference or ""
+    changes = {
+        "target_system": delivery.target_system.value,
+        "queue": delivery.queue,
+        "external_reference": reference,
+        "delivery_id": delivery.id,
+    }
+    entry = HistoryEntry.record(
+        delivery.tenant_id, exception.id, Action.DISPATCH, delivery.actor_id, now, changes
+    )
+    return apply_ticket(exception, delivery.target_system, reference, now), entry
 
 
 class DeliveryScheduled(DomainError):

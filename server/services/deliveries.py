@@ -15,11 +15,10 @@ from datetime import datetime
 
 from server.domain.auth import Principal
 from server.domain.bulk import BulkOutcome, unique_ids
-from server.domain.delivery import Attempt, Delivery, DeliveryState
-from server.domain.dispatch import apply_ticket, parse_target_system
+from server.domain.delivery import Attempt, Delivery, DeliveryState, ticket_recorded
+from server.domain.dispatch import parse_target_system
 from server.domain.errors import DomainError, NotFound, Violations
 from server.domain.exceptions import parse_uuid
-from server.domain.history import Action, HistoryEntry
 from server.domain.paging import (
     DEFAULT_LIMIT,
     PageAfter,
@@ -166,19 +165,11 @@ class DeliveryService:
         return True
 
     def _record_ticket(self, uow: UnitOfWork, delivery: Delivery) -> None:
-        tenant = delivery.tenant_id
-        exception = uow.exceptions.get_many(tenant, [delivery.exception_id]).get(delivery.exception_id)
+        exception = uow.exceptions.get_many(delivery.tenant_id, [delivery.exception_id]).get(
+            delivery.exception_id
+        )
         if exception is None:
             return
-        now = delivery.delivered_at or self._clock()
-        reference = delivery.external_reference or ""
-        uow.exceptions.update_many([apply_ticket(exception, delivery.target_system, reference, now)])
-        changes = {
-            "target_system": delivery.target_system.value,
-            "queue": delivery.queue,
-            "external_reference": reference,
-            "delivery_id": delivery.id,
-        }
-        uow.history.add_many(
-            [HistoryEntry.record(tenant, exception.id, Action.DISPATCH, delivery.actor_id, now, changes)]
-        )
+        ticketed, entry = ticket_recorded(exception, delivery)
+        uow.exceptions.update_many([ticketed])
+        uow.history.add_many([entry])

@@ -39,19 +39,19 @@ from server.domain.delivery import (
     DeliveryFailed,
     DeliveryScheduled,
     DeliveryState,
+    ticket_recorded,
 )
 from server.domain.dispatch import (
     Connector,
     TargetSystem,
     TicketRef,
     TicketRequest,
-    apply_ticket,
     dispatch_key,
     parse_target_request,
 )
 from server.domain.errors import DomainError, FailedPrecondition, NotFound
 from server.domain.exceptions import ReconException, Status, parse_uuid
-from server.domain.history import Action, HistoryEntry
+from server.domain.history import HistoryEntry
 from server.domain.ports import ConnectorFactory, UnitOfWork, UnitOfWorkFactory
 from server.domain.targets import TargetConfig
 from server.services.clock import Clock, utc_now
@@ -254,30 +254,12 @@ class DispatchService:
             if not isinstance(ref, TicketRef):
                 results[eid] = ref
                 continue
-            done = replace(
-                delivery,
-                state=DeliveryState.DELIVERED,
-                attempt_count=delivery.attempt_count + 1,
-                external_reference=ref.external_reference,
-                acknowledged=ref.acknowledged,
-                delivered_at=now,
-                next_attempt_at=None,
-                updated_at=now,
-            )
+            done = replace(delivery, attempt_count=delivery.attempt_count + 1).delivered(ref, now)
             (added if done.id in new_ids else revived).append(done)
             results[eid] = done
-            updated.append(apply_ticket(found[eid], done.target_system, ref.external_reference, now))
-            changes = {
-                "target_system": done.target_system.value,
-                "queue": done.queue,
-                "external_reference": ref.external_reference,
-                "delivery_id": done.id,
-            }
-            history.append(
-                HistoryEntry.record(
-                    principal.tenant_id, eid, Action.DISPATCH, principal.token_id, now, changes
-                )
-            )
+            ticketed, entry = ticket_recorded(found[eid], done)
+            updated.append(ticketed)
+            history.append(entry)
         uow.deliveries.add_many(added)
         uow.deliveries.update_many(revived)
         uow.deliveries.add_attempts_many(
@@ -302,18 +284,12 @@ class DispatchService:
                 latest = self._deliveries.latest(tenant, list(by_id))
                 current = {by_id[did]: d for did, d in latest.items()}
                 left = deadline - time.monotonic()
-                if left <= 0 or all(_has_outcome(d, floors.get(d.id, 0)) for d in current.values()):
+                if left <= 0 or all(d.has_outcome_after(floors.get(d.id, 0)) for d in current.values()):
                     return current
                 with self._deliveries.recorded:
                     self._deliveries.recorded.wait(min(self._poll_seconds, left))
         finally:
             self.wait_slots.give_back(tenant)
-
-
-def _has_outcome(delivery: Delivery, floor: int) -> bool:
-    if floor == 0:
-        return delivery.has_first_outcome
-    return delivery.finished or (delivery.state is DeliveryState.PENDING and delivery.attempt_count > floor)
 
 
 def _answer(delivery: Delivery) -> Result:
