@@ -8,6 +8,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from server.contract.http import IDEMPOTENCY_REPLAYED
+from server.domain.delivery import DeliveryState
 
 # Latency buckets in seconds, from a cached read to a slow bulk dispatch.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -110,8 +111,8 @@ class Metrics:
     def sample_deliveries(
         self, by_state: dict[str, int], oldest_due_seconds: float, running: int, waiting: int
     ) -> None:
-        for state in ("PENDING", "IN_FLIGHT", "DELIVERED", "FAILED", "CANCELLED"):
-            self.deliveries.labels(state).set(by_state.get(state, 0))
+        for state in DeliveryState:
+            self.deliveries.labels(state.value).set(by_state.get(state.value, 0))
         self.delivery_oldest_due_seconds.set(oldest_due_seconds)
         self.delivery_attempts_running.set(running)
         self.dispatch_calls_waiting.set(waiting)
