@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -224,7 +225,8 @@ def _dispatch_parts(settings: Settings, uow: SqlUnitOfWorkFactory) -> tuple[Targ
         settings.dispatch_breaker_failures,
         settings.dispatch_breaker_reset_seconds,
     )
-    return TargetService(uow, box, policy.check_url), connectors
+    overlap = timedelta(hours=settings.webhook_secret_overlap_hours)
+    return TargetService(uow, box, policy.check_url, secret_overlap=overlap), connectors
 
 
 def build_grpc_server(app: App, *, shared_port: bool = False) -> AsyncServer:

@@ -68,6 +68,8 @@ class Settings:
     # Consecutive failed attempts of one tenant's target that open its circuit, and for how long.
     dispatch_breaker_failures: int = 5
     dispatch_breaker_reset_seconds: float = 30.0
+    # After POST /v1/targets/WEBHOOK/rotate-secret the old secret still signs this long (API.md §9).
+    webhook_secret_overlap_hours: float = 24.0
 
     # Durable delivery (API.md §7, docs/delivery.md). A dispatch call waits this long for its
     # items' first outcomes; at most DISPATCH_WAIT_MAX_CALLS calls wait at once (they run on a pool
@@ -152,3 +154,5 @@ class Settings:
             raise SettingsError("AUTH_CACHE_SECONDS must be 0 (off) or more")
         if self.rate_limit_dispatch_per_minute < 0:
             raise SettingsError("RATE_LIMIT_DISPATCH_PER_MINUTE must be 0 (off) or more")
+        if self.webhook_secret_overlap_hours < 0:
+            raise SettingsError("WEBHOOK_SECRET_OVERLAP_HOURS must be 0 or more")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 
 from server.domain.auth import Principal
 from server.domain.dispatch import TargetSystem, parse_target_system
@@ -19,15 +20,24 @@ from server.domain.targets import (
     UrlCheck,
     build_config,
     manual_config,
+    rotate_webhook_secret,
 )
 from server.services.clock import Clock, utc_now
 
 
 class TargetService:
     def __init__(
-        self, uow: UnitOfWorkFactory, cipher: SecretCipher, check_url: UrlCheck, clock: Clock = utc_now
+        self,
+        uow: UnitOfWorkFactory,
+        cipher: SecretCipher,
+        check_url: UrlCheck,
+        clock: Clock = utc_now,
+        *,
+        secret_overlap: timedelta = timedelta(hours=24),
     ) -> None:
         self._uow = uow
+        # How long a rotated WEBHOOK secret still signs beside its successor (WEBHOOK_SECRET_OVERLAP_HOURS).
+        self._secret_overlap = secret_overlap
         self._cipher = cipher
         self._check_url = check_url
         self._clock = clock
@@ -90,6 +100,23 @@ class TargetService:
             self.resumed()
         return config
 
+    def rotate_secret(self, principal: Principal, target_system: str) -> TargetConfig:
+        """A new WEBHOOK secret, returned in this answer only; the old one keeps signing beside it
+        for WEBHOOK_SECRET_OVERLAP_HOURS (API.md §9)."""
+        target = parse_target_system(target_system)
+        if target is not TargetSystem.WEBHOOK:
+            raise FailedPrecondition(
+                f"{target.value} has no secret the service generates; only WEBHOOK secrets rotate",
+                reason="INVALID_STATE",
+            )
+        with self._uow(write=True) as uow:
+            config = self._load(uow, principal.tenant_id, target)
+            if config is None:
+                raise NotFound(f"target system {target.value} is not configured")
+            rotated = rotate_webhook_secret(config, self._clock(), self._secret_overlap)
+            uow.targets.put(self._seal(rotated))
+        return rotated
+
     def config_for(self, uow: UnitOfWork, tenant_id: str, target: TargetSystem) -> TargetConfig | None:
         """The configuration dispatch and the delivery workers use, read in their unit of work."""
         if target is TargetSystem.MANUAL:
@@ -150,6 +177,6 @@ def _without_secret_requirements(target: TargetSystem, values: Mapping[str, str]
     stored configuration), so stand-ins fill them; the real merge happens in the transaction."""
     filled = dict(values)
     for spec in SPECS[target]:
-        if spec.secret and spec.required and spec.name not in filled:
+        if spec.secret and spec.required and not spec.generated and spec.name not in filled:
             filled[spec.name] = "x" * max(spec.min_length, 1)
     return filled

@@ -145,6 +145,20 @@ targets = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     # Deliveries to a paused target wait (API.md §7); added by 0004.
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    # JIRA / SERVICENOW: the id in the configuration's inbound path (API.md §9); added by 0006.
+    sa.Column("inbound_hook_id", sa.String(64), nullable=True),
+    sa.UniqueConstraint("inbound_hook_id"),
+)
+
+# Events an inbound hook applied, by the system's own event id: a repeat is applied once (0006).
+inbound_events = sa.Table(
+    "inbound_events",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("target_system", sa.String(32), primary_key=True),
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Index("ix_inbound_events_received_at", "received_at"),
 )
 
 idempotency_keys = sa.Table(

@@ -94,7 +94,7 @@ def test_a_scheduled_dispatch_is_202_in_both(api_for):
     turns the server's x-http-status into the status); as a /v1/bulk sub-request it is 202 too."""
     api = api_for("parity-scheduled")
     port = free_port()  # nothing listens there: every attempt is refused and retried later
-    put = api.put("/v1/targets/WEBHOOK", json={"url": f"http://127.0.0.1:{port}/hook", "secret": "s" * 24})
+    put = api.put("/v1/targets/WEBHOOK", json={"url": f"http://127.0.0.1:{port}/hook"})
     assert put.status_code == 200, put.text
     eid = api.post("/v1/exceptions", json={"transaction_id": "parity-202"}).json()["id"]
     url = f"/v1/exceptions/{eid}/dispatch"

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import httpx
 import pytest
@@ -29,7 +28,7 @@ def stack(request, tmp_path_factory):
 
 def test_a_server_without_workers_records_and_python_m_server_deliver_delivers(stack):
     tenant = Tenant(stack)
-    with WebhookReceiver(f"whsec-{uuid.uuid4().hex}") as receiver:
+    with WebhookReceiver() as receiver:
         tenant.configure("WEBHOOK", url=receiver.url, secret=receiver.secret)
         (exception_id,) = tenant.exceptions(1)
         response = tenant.dispatch(exception_id, "WEBHOOK")

@@ -49,7 +49,7 @@ def tenant(stack):
 
 @pytest.fixture
 def webhook():
-    with WebhookReceiver(f"whsec-{uuid.uuid4().hex}") as receiver:
+    with WebhookReceiver() as receiver:
         yield receiver
         assert receiver.violations == []
 

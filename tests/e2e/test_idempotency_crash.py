@@ -159,7 +159,7 @@ def test_a_dispatch_that_dies_before_its_answer_is_stored_is_answered_from_its_d
     }
     stack = Stack(database_url, env, work_dir=tmp_path / "stack")
     stack.server_module = THIS_MODULE
-    with stack, WebhookReceiver(f"whsec-{uuid.uuid4().hex}") as receiver:
+    with stack, WebhookReceiver() as receiver:
         tenant = Tenant(stack)
         tenant.configure("WEBHOOK", url=receiver.url, secret=receiver.secret)
         delivered_id, scheduled_id = tenant.exceptions(2)

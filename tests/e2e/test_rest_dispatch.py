@@ -64,7 +64,6 @@ def servicenow():
 @pytest.fixture
 def webhook():
     with WebhookReceiver(
-        f"whsec-{uuid.uuid4().hex}",
         reject=lambda p: "no" if "reject" in p["exception"]["transaction_id"] else None,
     ) as s:
         yield s
@@ -165,7 +164,7 @@ def test_targets_need_the_targets_admin_scope_and_stay_per_tenant(stack, tenant,
         for call in (
             lambda t: t.http.get("/v1/targets"),
             lambda t: t.http.get("/v1/targets/WEBHOOK"),
-            lambda t: t.http.put("/v1/targets/WEBHOOK", json={"url": webhook.url, "secret": "s" * 20}),
+            lambda t: t.http.put("/v1/targets/WEBHOOK", json=webhook.target_body()),
             lambda t: t.http.delete("/v1/targets/WEBHOOK"),
         ):
             response = call(dispatcher)

@@ -159,7 +159,7 @@ def test_sigkill_mid_bulk_dispatch_then_the_same_key_dispatches_each_exception_o
         return None
 
     tenant = Tenant(stack)
-    with WebhookReceiver(f"whsec-{uuid.uuid4().hex}", reject=kill_at_the_50th_delivery) as receiver:
+    with WebhookReceiver(reject=kill_at_the_50th_delivery) as receiver:
         tenant.configure("WEBHOOK", url=receiver.url, secret=receiver.secret)
         ids = tenant.exceptions(100, transaction_id=lambda i: f"crash-{i}")
         body = {"exception_ids": ids, "target_system": "WEBHOOK", "queue": "crash"}
@@ -241,7 +241,7 @@ def test_a_target_that_is_down_is_a_clean_202_and_scheduled_items_delivered_once
     nothing is recorded as dispatched until a delivery succeeds."""
     tenant = Tenant(fault_stack)
     port = free_port()  # nothing listens there
-    tenant.configure("WEBHOOK", url=f"http://127.0.0.1:{port}/hook", secret="s" * 24)
+    tenant.configure("WEBHOOK", url=f"http://127.0.0.1:{port}/hook")
     ids = tenant.exceptions(3)
     single = tenant.dispatch(ids[0], "WEBHOOK")
     assert single.status_code == 202, single.text
@@ -262,7 +262,7 @@ def test_a_target_that_is_down_is_a_clean_202_and_scheduled_items_delivered_once
     assert all(tenant.http.get(f"/v1/exceptions/{i}").json().get("external_system") is None for i in ids)
     # The target comes up (here: at a new address, which the workers read within a few seconds);
     # the scheduled deliveries go out, once each.
-    with WebhookReceiver("s" * 24) as receiver:
+    with WebhookReceiver() as receiver:
         tenant.configure("WEBHOOK", url=receiver.url, secret=receiver.secret)
         for f in failed:
             wait_state(tenant, f["delivery_id"], "DELIVERED")

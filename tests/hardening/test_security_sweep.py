@@ -150,7 +150,7 @@ def world(hard_stack):
     for scope in SCOPES:
         tokens[f"lacks:{scope}"] = tokens_service.create(tenant_a, [s for s in SCOPES if s != scope])[1]
     engine.dispose()
-    with WebhookReceiver(f"whsec-{uuid.uuid4().hex}") as webhook, JiraStandIn(token=uuid.uuid4().hex) as jira:
+    with WebhookReceiver() as webhook, JiraStandIn(token=uuid.uuid4().hex) as jira:
         world = World(hard_stack, "", tokens, {*tokens.values(), webhook.secret, jira.token})
         world.token_id_a = a_id
         world.marker = f"sweep-marker-{uuid.uuid4().hex}"

@@ -29,11 +29,17 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import standardwebhooks
+
+WEBHOOK_TYPES = ("exception.dispatched", "exception.resolved")
 
 
 @dataclass
@@ -513,48 +519,82 @@ class ServiceNowStandIn(StandIn):
 # -- signed webhooks --------------------------------------------------------------------------------
 
 
+def new_whsec() -> str:
+    """A Standard Webhooks secret for receivers that are given one (`whsec_` + base64 of 32 bytes)."""
+    return "whsec_" + base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
+
+
 class WebhookReceiver(StandIn):
-    """Verifies X-Signature-256 over the raw body and the freshness of the signed timestamp, and
-    keeps one delivery per X-Idempotency-Key (repeats are acknowledged, not stored twice)."""
+    """Verifies every delivery and keeps one per X-Idempotency-Key (repeats are acknowledged, not
+    stored twice).
+
+    STANDARD_WEBHOOKS (default): with the reference `standardwebhooks` library (PyPI), as a receiver
+    built on it would: webhook-id / webhook-timestamp (its own freshness window) / webhook-signature;
+    the body must be `{type, timestamp (RFC 3339), data}`; `deliveries` keeps each `data`.
+    HMAC_SHA256_HEX: X-Signature-256 over the raw body and the signed timestamp's freshness.
+    `events` lists every accepted (type, webhook-id, data) in order of arrival."""
 
     def __init__(
         self,
-        secret: str = "webhook-secret-0123456789",
+        secret: str | None = None,
         *,
+        scheme: str = "STANDARD_WEBHOOKS",
         reject: Callable[[dict[str, Any]], str | None] | None = None,
         latency: float = 0.0,
         max_age: float = 300,
     ) -> None:
-        self.secret = secret
+        self.scheme = scheme
+        self.secret = secret or (new_whsec() if scheme == "STANDARD_WEBHOOKS" else f"s-{uuid.uuid4().hex}")
         self.reject = reject
         self.max_age = max_age
         self.deliveries: dict[str, dict[str, Any]] = {}
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.repeats = 0
         super().__init__(latency)
+
+    def target_body(self) -> dict[str, str]:
+        """The PUT /v1/targets/WEBHOOK body that makes the service deliver here."""
+        return {"url": self.url, "secret": self.secret, "signature_scheme": self.scheme}
 
     def handle(self, method, path, query, headers, body):
         if method != "POST":
             return 405, None, None
-        expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(headers.get("x-signature-256", ""), expected):
-            self.violation("webhook: bad signature")
-            return 401, {"error": "bad signature"}, None
-        payload = json.loads(body)
-        if str(payload.get("timestamp")) != headers.get("x-signature-timestamp"):
-            self.violation("webhook: signed timestamp differs from X-Signature-Timestamp")
-        if abs(time.time() - float(payload.get("timestamp", 0))) > self.max_age:
-            self.violation("webhook: stale timestamp")
-            return 401, {"error": "stale"}, None
-        key = headers.get("x-idempotency-key")
-        if not key or key != payload.get("idempotency_key"):
-            self.violation("webhook: X-Idempotency-Key missing or not the payload's")
         if "application/json" not in headers.get("content-type", ""):
             self.violation("webhook: no Content-Type application/json")
-        refused = self.reject(payload) if self.reject else None
+        if self.scheme == "STANDARD_WEBHOOKS":
+            try:
+                payload = standardwebhooks.Webhook(self.secret).verify(body, headers)
+            except standardwebhooks.WebhookVerificationError as exc:
+                self.violation(f"webhook: standardwebhooks refused it: {exc}")
+                return 401, {"error": "bad signature"}, None
+            if set(payload) != {"type", "timestamp", "data"} or payload["type"] not in WEBHOOK_TYPES:
+                self.violation(f"webhook: body is not {{type, timestamp, data}}: {sorted(payload)}")
+            try:
+                datetime.fromisoformat(payload["timestamp"].replace("Z", "+00:00"))
+            except (KeyError, ValueError, AttributeError):
+                self.violation("webhook: timestamp is not RFC 3339")
+            kind, data = payload.get("type", ""), payload.get("data") or {}
+        else:
+            expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(headers.get("x-signature-256", ""), expected):
+                self.violation("webhook: bad signature")
+                return 401, {"error": "bad signature"}, None
+            payload = json.loads(body)
+            if str(payload.get("timestamp")) != headers.get("x-signature-timestamp"):
+                self.violation("webhook: signed timestamp differs from X-Signature-Timestamp")
+            if abs(time.time() - float(payload.get("timestamp", 0))) > self.max_age:
+                self.violation("webhook: stale timestamp")
+                return 401, {"error": "stale"}, None
+            kind, data = payload.get("event", ""), payload
+        key = headers.get("x-idempotency-key")
+        if not key or key != data.get("idempotency_key"):
+            self.violation("webhook: X-Idempotency-Key missing or not the payload's")
+        refused = self.reject(data) if self.reject else None
         if refused:
             return 422, {"error": refused}, None
         if key in self.deliveries:
             self.repeats += 1
         else:
-            self.deliveries[key] = payload
+            self.deliveries[key] = data
+            self.events.append((kind, headers.get("webhook-id", ""), data))
         return 200, {"reference": f"WH-{list(self.deliveries).index(key) + 1}"}, None

@@ -45,8 +45,9 @@ from tests.unit.fakes import (
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=UTC)
 A = Principal("tenant-a", "tok-a", frozenset(SCOPES))
 B = Principal("tenant-b", "tok-b", frozenset(SCOPES))
-WEBHOOK_A = {"url": "https://hooks.example/recon", "secret": "s" * 16}
-WEBHOOK_B = {"url": "https://other.example:8443/in", "secret": "s" * 16}
+WHSEC = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAx"  # base64 of 30 bytes
+WEBHOOK_A = {"url": "https://hooks.example/recon", "secret": WHSEC}
+WEBHOOK_B = {"url": "https://other.example:8443/in", "secret": WHSEC}
 JIRA_A = {"base_url": "https://jira.example/", "email": "ops@example.com", "api_token": "tok-123"}
 HORIZON = timedelta(hours=1)
 BOUND = 10.0  # bounded waits for attempts on the worker's pool (never reached when things work)

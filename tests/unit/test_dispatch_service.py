@@ -44,7 +44,8 @@ NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 A = Principal("tenant-a", "tok-a", frozenset(SCOPES))
 A2 = Principal("tenant-a", "tok-a2", frozenset(SCOPES))
 B = Principal("tenant-b", "tok-b", frozenset(SCOPES))
-WEBHOOK = {"url": "https://hooks.example/recon", "secret": "s" * 16}
+WHSEC = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAx"  # base64 of 30 bytes
+WEBHOOK = {"url": "https://hooks.example/recon", "secret": WHSEC}
 SETTLE_TIMEOUT = 15.0  # bounded waits for the background "worker" (never reached when things work)
 
 

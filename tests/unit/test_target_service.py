@@ -78,6 +78,9 @@ def test_a_required_secret_is_needed_on_the_first_put_and_nothing_is_stored(worl
     assert world.uow.rows.targets == {}
 
 
+WHSEC = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTAx"
+
+
 def test_a_refused_url_and_unknown_fields_are_reported_together_and_nothing_is_stored():
     world = World(refused={"https://inside.example": "must resolve to public addresses only"})
     with pytest.raises(InvalidArgument) as err:
@@ -85,16 +88,16 @@ def test_a_refused_url_and_unknown_fields_are_reported_together_and_nothing_is_s
     assert {v.field: v.description for v in err.value.violations} == {
         "table": "does not apply to WEBHOOK",
         "url": "must resolve to public addresses only",
-        "secret": "must be at least 16 characters",
+        "secret": "must be whsec_ followed by base64 of 24 to 64 bytes (leave it out to have one generated)",
     }
     assert world.uow.rows.targets == {} and world.uow.db.commits == 0
 
 
 def test_the_url_is_checked_once_before_the_transaction(world):
-    world.service.put(A, "WEBHOOK", {"url": "https://hooks.example", "secret": "s" * 16})
+    world.service.put(A, "WEBHOOK", {"url": "https://hooks.example", "secret": WHSEC})
     world.service.put(A, "WEBHOOK", {"url": "https://hooks2.example"})  # the secret is kept
     assert world.check.checked == ["https://hooks.example", "https://hooks2.example"]
-    assert world.service.get(A, "WEBHOOK").secret("secret") == "s" * 16
+    assert world.service.get(A, "WEBHOOK").secret("secret") == WHSEC
 
 
 def test_manual_is_always_configured_and_cannot_be_changed_or_removed(world):
@@ -110,7 +113,7 @@ def test_manual_is_always_configured_and_cannot_be_changed_or_removed(world):
 
 
 def test_list_is_per_tenant_sorted_and_always_includes_manual(world):
-    world.service.put(A, "WEBHOOK", {"url": "https://hooks.example", "secret": "s" * 16})
+    world.service.put(A, "WEBHOOK", {"url": "https://hooks.example", "secret": WHSEC})
     world.service.put(A, "JIRA", JIRA)
     assert [c.target for c in world.service.list(A)] == [
         TargetSystem.JIRA,

@@ -33,3 +33,6 @@ class TargetsServicer(targets_pb2_grpc.TargetsServiceServicer):
 
     def ResumeTarget(self, request, context):
         return conv.target_to_proto(self._targets.set_paused(principal(), request.target_system, False))
+
+    def RotateTargetSecret(self, request, context):
+        return conv.target_to_proto(self._targets.rotate_secret(principal(), request.target_system))

@@ -239,7 +239,8 @@ def test_0004_moves_dispatch_records_into_deliveries(empty_url):
         assert (
             target is not None
             and target.paused is False
-            and target.settings == {"url": "https://hooks.example"}
+            # 0006: a webhook configured before Standard Webhooks keeps the scheme it was signed with
+            and target.settings == {"url": "https://hooks.example", "signature_scheme": "HMAC_SHA256_HEX"}
         )
     finally:
         engine.dispose()

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from reconrouter.api.v1 import options_pb2 as reconrouter_dot_api_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$reconrouter/targets/v1/targets.proto\x12\x16reconrouter.targets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reconrouter/api/v1/options.proto\"\xaf\x03\n\x10PutTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\x12\x15\n\x08\x62\x61se_url\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tapi_token\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0bproject_key\x18\x05 \x01(\tH\x03\x88\x01\x01\x12\x17\n\nissue_type\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x19\n\x0cinstance_url\x18\x07 \x01(\tH\x05\x88\x01\x01\x12\x15\n\x08username\x18\x08 \x01(\tH\x06\x88\x01\x01\x12\x15\n\x08password\x18\t \x01(\tH\x07\x88\x01\x01\x12\x12\n\x05table\x18\n \x01(\tH\x08\x88\x01\x01\x12\x10\n\x03url\x18\x0b \x01(\tH\t\x88\x01\x01\x12\x13\n\x06secret\x18\x0c \x01(\tH\n\x88\x01\x01\x42\x0b\n\t_base_urlB\x08\n\x06_emailB\x0c\n\n_api_tokenB\x0e\n\x0c_project_keyB\r\n\x0b_issue_typeB\x0f\n\r_instance_urlB\x0b\n\t_usernameB\x0b\n\t_passwordB\x08\n\x06_tableB\x06\n\x04_urlB\t\n\x07_secret\")\n\x10GetTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\"\x14\n\x12ListTargetsRequest\"F\n\x13ListTargetsResponse\x12/\n\x07targets\x18\x01 \x03(\x0b\x32\x1e.reconrouter.targets.v1.Target\",\n\x13\x44\x65leteTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteTargetResponse\"+\n\x12PauseTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\",\n\x13ResumeTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\"\x85\x03\n\x06Target\x12\x15\n\rtarget_system\x18\x01 \x01(\t\x12\x15\n\x08\x62\x61se_url\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0bproject_key\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nissue_type\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x19\n\x0cinstance_url\x18\x05 \x01(\tH\x03\x88\x01\x01\x12\x12\n\x05table\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x10\n\x03url\x18\x07 \x01(\tH\x05\x88\x01\x01\x12\x1a\n\x12\x63onfigured_secrets\x18\x08 \x03(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06paused\x18\x0b \x01(\x08\x42\x0b\n\t_base_urlB\x0e\n\x0c_project_keyB\r\n\x0b_issue_typeB\x0f\n\r_instance_urlB\x08\n\x06_tableB\x06\n\x04_url2\x99\x07\n\x0eTargetsService\x12\x8e\x01\n\tPutTarget\x12(.reconrouter.targets.v1.PutTargetRequest\x1a\x1e.reconrouter.targets.v1.Target\"7\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02 \x1a\x1b/v1/targets/{target_system}:\x01*\x12\x8b\x01\n\tGetTarget\x12(.reconrouter.targets.v1.GetTargetRequest\x1a\x1e.reconrouter.targets.v1.Target\"4\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/targets/{target_system}\x12\x8c\x01\n\x0bListTargets\x12*.reconrouter.targets.v1.ListTargetsRequest\x1a+.reconrouter.targets.v1.ListTargetsResponse\"$\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/targets\x12\x9f\x01\n\x0c\x44\x65leteTarget\x12+.reconrouter.targets.v1.DeleteTargetRequest\x1a,.reconrouter.targets.v1.DeleteTargetResponse\"4\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/targets/{target_system}\x12\x98\x01\n\x0bPauseTarget\x12*.reconrouter.targets.v1.PauseTargetRequest\x1a\x1e.reconrouter.targets.v1.Target\"=\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02&\"!/v1/targets/{target_system}/pause:\x01*\x12\x9b\x01\n\x0cResumeTarget\x12+.reconrouter.targets.v1.ResumeTargetRequest\x1a\x1e.reconrouter.targets.v1.Target\">\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02\'\"\"/v1/targets/{target_system}/resume:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$reconrouter/targets/v1/targets.proto\x12\x16reconrouter.targets.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reconrouter/api/v1/options.proto\"\xe3\x03\n\x10PutTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\x12\x15\n\x08\x62\x61se_url\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05\x65mail\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tapi_token\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0bproject_key\x18\x05 \x01(\tH\x03\x88\x01\x01\x12\x17\n\nissue_type\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x19\n\x0cinstance_url\x18\x07 \x01(\tH\x05\x88\x01\x01\x12\x15\n\x08username\x18\x08 \x01(\tH\x06\x88\x01\x01\x12\x15\n\x08password\x18\t \x01(\tH\x07\x88\x01\x01\x12\x12\n\x05table\x18\n \x01(\tH\x08\x88\x01\x01\x12\x10\n\x03url\x18\x0b \x01(\tH\t\x88\x01\x01\x12\x13\n\x06secret\x18\x0c \x01(\tH\n\x88\x01\x01\x12\x1d\n\x10signature_scheme\x18\r \x01(\tH\x0b\x88\x01\x01\x42\x0b\n\t_base_urlB\x08\n\x06_emailB\x0c\n\n_api_tokenB\x0e\n\x0c_project_keyB\r\n\x0b_issue_typeB\x0f\n\r_instance_urlB\x0b\n\t_usernameB\x0b\n\t_passwordB\x08\n\x06_tableB\x06\n\x04_urlB\t\n\x07_secretB\x13\n\x11_signature_scheme\")\n\x10GetTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\"\x14\n\x12ListTargetsRequest\"F\n\x13ListTargetsResponse\x12/\n\x07targets\x18\x01 \x03(\x0b\x32\x1e.reconrouter.targets.v1.Target\",\n\x13\x44\x65leteTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteTargetResponse\"+\n\x12PauseTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\",\n\x13ResumeTargetRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\"2\n\x19RotateTargetSecretRequest\x12\x15\n\rtarget_system\x18\x01 \x01(\t\"\x99\x04\n\x06Target\x12\x15\n\rtarget_system\x18\x01 \x01(\t\x12\x15\n\x08\x62\x61se_url\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x18\n\x0bproject_key\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x17\n\nissue_type\x18\x04 \x01(\tH\x02\x88\x01\x01\x12\x19\n\x0cinstance_url\x18\x05 \x01(\tH\x03\x88\x01\x01\x12\x12\n\x05table\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x10\n\x03url\x18\x07 \x01(\tH\x05\x88\x01\x01\x12\x1a\n\x12\x63onfigured_secrets\x18\x08 \x03(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06paused\x18\x0b \x01(\x08\x12\x1d\n\x10signature_scheme\x18\x0c \x01(\tH\x06\x88\x01\x01\x12\x13\n\x06secret\x18\r \x01(\tH\x07\x88\x01\x01\x12>\n\x1aprevious_secret_expires_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x0b\n\t_base_urlB\x0e\n\x0c_project_keyB\r\n\x0b_issue_typeB\x0f\n\r_instance_urlB\x08\n\x06_tableB\x06\n\x04_urlB\x13\n\x11_signature_schemeB\t\n\x07_secret2\xca\x08\n\x0eTargetsService\x12\x8e\x01\n\tPutTarget\x12(.reconrouter.targets.v1.PutTargetRequest\x1a\x1e.reconrouter.targets.v1.Target\"7\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02 \x1a\x1b/v1/targets/{target_system}:\x01*\x12\x8b\x01\n\tGetTarget\x12(.reconrouter.targets.v1.GetTargetRequest\x1a\x1e.reconrouter.targets.v1.Target\"4\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/targets/{target_system}\x12\x8c\x01\n\x0bListTargets\x12*.reconrouter.targets.v1.ListTargetsRequest\x1a+.reconrouter.targets.v1.ListTargetsResponse\"$\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/targets\x12\x9f\x01\n\x0c\x44\x65leteTarget\x12+.reconrouter.targets.v1.DeleteTargetRequest\x1a,.reconrouter.targets.v1.DeleteTargetResponse\"4\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02\x1d*\x1b/v1/targets/{target_system}\x12\x98\x01\n\x0bPauseTarget\x12*.reconrouter.targets.v1.PauseTargetRequest\x1a\x1e.reconrouter.targets.v1.Target\"=\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02&\"!/v1/targets/{target_system}/pause:\x01*\x12\x9b\x01\n\x0cResumeTarget\x12+.reconrouter.targets.v1.ResumeTargetRequest\x1a\x1e.reconrouter.targets.v1.Target\">\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02\'\"\"/v1/targets/{target_system}/resume:\x01*\x12\xae\x01\n\x12RotateTargetSecret\x12\x31.reconrouter.targets.v1.RotateTargetSecretRequest\x1a\x1e.reconrouter.targets.v1.Target\"E\x8a\xb5\x18\rtargets:admin\x82\xd3\xe4\x93\x02.\")/v1/targets/{target_system}/rotate-secret:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,24 +46,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TARGETSSERVICE'].methods_by_name['PauseTarget']._serialized_options = b'\212\265\030\rtargets:admin\202\323\344\223\002&\"!/v1/targets/{target_system}/pause:\001*'
   _globals['_TARGETSSERVICE'].methods_by_name['ResumeTarget']._loaded_options = None
   _globals['_TARGETSSERVICE'].methods_by_name['ResumeTarget']._serialized_options = b'\212\265\030\rtargets:admin\202\323\344\223\002\'\"\"/v1/targets/{target_system}/resume:\001*'
+  _globals['_TARGETSSERVICE'].methods_by_name['RotateTargetSecret']._loaded_options = None
+  _globals['_TARGETSSERVICE'].methods_by_name['RotateTargetSecret']._serialized_options = b'\212\265\030\rtargets:admin\202\323\344\223\002.\")/v1/targets/{target_system}/rotate-secret:\001*'
   _globals['_PUTTARGETREQUEST']._serialized_start=162
-  _globals['_PUTTARGETREQUEST']._serialized_end=593
-  _globals['_GETTARGETREQUEST']._serialized_start=595
-  _globals['_GETTARGETREQUEST']._serialized_end=636
-  _globals['_LISTTARGETSREQUEST']._serialized_start=638
-  _globals['_LISTTARGETSREQUEST']._serialized_end=658
-  _globals['_LISTTARGETSRESPONSE']._serialized_start=660
-  _globals['_LISTTARGETSRESPONSE']._serialized_end=730
-  _globals['_DELETETARGETREQUEST']._serialized_start=732
-  _globals['_DELETETARGETREQUEST']._serialized_end=776
-  _globals['_DELETETARGETRESPONSE']._serialized_start=778
-  _globals['_DELETETARGETRESPONSE']._serialized_end=800
-  _globals['_PAUSETARGETREQUEST']._serialized_start=802
-  _globals['_PAUSETARGETREQUEST']._serialized_end=845
-  _globals['_RESUMETARGETREQUEST']._serialized_start=847
-  _globals['_RESUMETARGETREQUEST']._serialized_end=891
-  _globals['_TARGET']._serialized_start=894
-  _globals['_TARGET']._serialized_end=1283
-  _globals['_TARGETSSERVICE']._serialized_start=1286
-  _globals['_TARGETSSERVICE']._serialized_end=2207
+  _globals['_PUTTARGETREQUEST']._serialized_end=645
+  _globals['_GETTARGETREQUEST']._serialized_start=647
+  _globals['_GETTARGETREQUEST']._serialized_end=688
+  _globals['_LISTTARGETSREQUEST']._serialized_start=690
+  _globals['_LISTTARGETSREQUEST']._serialized_end=710
+  _globals['_LISTTARGETSRESPONSE']._serialized_start=712
+  _globals['_LISTTARGETSRESPONSE']._serialized_end=782
+  _globals['_DELETETARGETREQUEST']._serialized_start=784
+  _globals['_DELETETARGETREQUEST']._serialized_end=828
+  _globals['_DELETETARGETRESPONSE']._serialized_start=830
+  _globals['_DELETETARGETRESPONSE']._serialized_end=852
+  _globals['_PAUSETARGETREQUEST']._serialized_start=854
+  _globals['_PAUSETARGETREQUEST']._serialized_end=897
+  _globals['_RESUMETARGETREQUEST']._serialized_start=899
+  _globals['_RESUMETARGETREQUEST']._serialized_end=943
+  _globals['_ROTATETARGETSECRETREQUEST']._serialized_start=945
+  _globals['_ROTATETARGETSECRETREQUEST']._serialized_end=995
+  _globals['_TARGET']._serialized_start=998
+  _globals['_TARGET']._serialized_end=1535
+  _globals['_TARGETSSERVICE']._serialized_start=1538
+  _globals['_TARGETSSERVICE']._serialized_end=2636
 # @@protoc_insertion_point(module_scope)

@@ -64,6 +64,11 @@ class TargetsServiceStub:
                 request_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.ResumeTargetRequest.SerializeToString,
                 response_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.FromString,
                 _registered_method=True)
+        self.RotateTargetSecret = channel.unary_unary(
+                '/reconrouter.targets.v1.TargetsService/RotateTargetSecret',
+                request_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.RotateTargetSecretRequest.SerializeToString,
+                response_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.FromString,
+                _registered_method=True)
 
 
 class TargetsServiceServicer:
@@ -109,6 +114,14 @@ class TargetsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateTargetSecret(self, request, context):
+        """WEBHOOK only: a new secret, in this answer only (`secret`); the previous one keeps signing
+        beside it for WEBHOOK_SECRET_OVERLAP_HOURS, so receivers switch without failed verifications.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TargetsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +153,11 @@ def add_TargetsServiceServicer_to_server(servicer, server):
             'ResumeTarget': grpc.unary_unary_rpc_method_handler(
                     servicer.ResumeTarget,
                     request_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.ResumeTargetRequest.FromString,
+                    response_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.SerializeToString,
+            ),
+            'RotateTargetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateTargetSecret,
+                    request_deserializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.RotateTargetSecretRequest.FromString,
                     response_serializer=reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.SerializeToString,
             ),
     }
@@ -304,6 +322,33 @@ class TargetsService:
             target,
             '/reconrouter.targets.v1.TargetsService/ResumeTarget',
             reconrouter_dot_targets_dot_v1_dot_targets__pb2.ResumeTargetRequest.SerializeToString,
+            reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateTargetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reconrouter.targets.v1.TargetsService/RotateTargetSecret',
+            reconrouter_dot_targets_dot_v1_dot_targets__pb2.RotateTargetSecretRequest.SerializeToString,
             reconrouter_dot_targets_dot_v1_dot_targets__pb2.Target.FromString,
             options,
             channel_credentials,
