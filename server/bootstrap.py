@@ -12,6 +12,7 @@ from reconrouter.bulk.v1 import bulk_pb2_grpc
 from reconrouter.deliveries.v1 import deliveries_pb2_grpc
 from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 from reconrouter.health.v1 import health_pb2_grpc
+from reconrouter.hooks.v1 import hooks_pb2_grpc
 from reconrouter.meta.v1 import meta_pb2_grpc
 from reconrouter.targets.v1 import targets_pb2_grpc
 from sqlalchemy import Engine
@@ -42,11 +43,13 @@ from server.rpc.server import Servicers, build_server, in_process_handlers
 from server.rpc.servicers.deliveries import DeliveriesServicer
 from server.rpc.servicers.exceptions import ExceptionsServicer
 from server.rpc.servicers.health import HealthServicer
+from server.rpc.servicers.hooks import HooksServicer
 from server.rpc.servicers.meta import MetaServicer, read_openapi_document
 from server.rpc.servicers.targets import TargetsServicer
 from server.services.deliveries import DeliveryService
 from server.services.dispatch import DispatchService, WaitSlots
 from server.services.exceptions import ExceptionService
+from server.services.hooks import HookService
 from server.services.principal_cache import PrincipalCache
 from server.services.rate_limit import RateLimiter
 from server.services.targets import TargetService
@@ -83,6 +86,7 @@ class App:
     rate_limiter: RateLimiter
     uow: SqlUnitOfWorkFactory
     deliveries: DeliveryService
+    hooks: HookService
     metrics: Metrics | None = None
     worker: DeliveryWorker | None = None
 
@@ -141,6 +145,7 @@ class App:
             DeliveriesServicer(self.deliveries), deliveries_pb2_grpc.add_DeliveriesServiceServicer_to_server
         )
         servicers.add(MetaServicer(read_openapi_document()), meta_pb2_grpc.add_MetaServiceServicer_to_server)
+        servicers.add(HooksServicer(self.hooks), hooks_pb2_grpc.add_HooksServiceServicer_to_server)
         bulk = BulkServicer(self._bulk_runner())
         servicers.add(bulk, bulk_pb2_grpc.add_BulkServiceServicer_to_server)
         # /v1/bulk calls every other servicer through this same interceptor chain, in process.
@@ -159,7 +164,7 @@ class App:
             RequestIdInterceptor(self.methods, self.metrics.observe_call if self.metrics else None),
             ErrorInterceptor(translate_db_error),
             RequestGuardInterceptor(),  # invalid UTF-8, NUL characters: 400 (docs/hardening.md)
-            AuthInterceptor(self.methods, self.tokens.authenticate),
+            AuthInterceptor(self.methods, self.tokens.authenticate, self.hooks.authenticate),
             RateLimitInterceptor(self.methods, self.rate_limiter.check),
             IdempotencyInterceptor(self.methods, self.idempotency),
         ]
@@ -207,8 +212,15 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
         deliveries=deliveries,
         targets=targets,
         connectors=connectors,
-        rate_limiter=RateLimiter(SqlCounterStore(uow), {"dispatch": settings.rate_limit_dispatch_per_minute}),
+        rate_limiter=RateLimiter(
+            SqlCounterStore(uow),
+            {
+                "dispatch": settings.rate_limit_dispatch_per_minute,
+                "hooks": settings.rate_limit_hooks_per_minute,
+            },
+        ),
         uow=uow,
+        hooks=HookService(uow, targets, settings.hook_max_body_bytes),
         metrics=metrics,
     )
 

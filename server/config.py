@@ -70,6 +70,10 @@ class Settings:
     dispatch_breaker_reset_seconds: float = 30.0
     # After POST /v1/targets/WEBHOOK/rotate-secret the old secret still signs this long (API.md §9).
     webhook_secret_overlap_hours: float = 24.0
+    # Inbound hooks from JIRA / ServiceNow (API.md §9): the largest body taken (413 above it), and
+    # posts per minute per tenant (0 = off).
+    hook_max_body_bytes: int = 1024 * 1024
+    rate_limit_hooks_per_minute: int = 600
 
     # Durable delivery (API.md §7, docs/delivery.md). A dispatch call waits this long for its
     # items' first outcomes; at most DISPATCH_WAIT_MAX_CALLS calls wait at once (they run on a pool
@@ -154,5 +158,7 @@ class Settings:
             raise SettingsError("AUTH_CACHE_SECONDS must be 0 (off) or more")
         if self.rate_limit_dispatch_per_minute < 0:
             raise SettingsError("RATE_LIMIT_DISPATCH_PER_MINUTE must be 0 (off) or more")
+        if self.hook_max_body_bytes < 1 or self.rate_limit_hooks_per_minute < 0:
+            raise SettingsError("HOOK_MAX_BODY_BYTES must be above 0, RATE_LIMIT_HOOKS_PER_MINUTE 0 or more")
         if self.webhook_secret_overlap_hours < 0:
             raise SettingsError("WEBHOOK_SECRET_OVERLAP_HOURS must be 0 or more")

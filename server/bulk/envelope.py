@@ -99,6 +99,8 @@ def _plan_one(
             problems.add(f"{where}.url", f"no route for {method} {path}{hint}")
         elif match.route.method.service == BULK_SERVICE:
             problems.add(f"{where}.url", "/v1/bulk cannot be nested in a /v1/bulk request")
+        elif match.route.method.signed_hook:
+            problems.add(f"{where}.url", "hooks are posted by the systems that sign them, not in /v1/bulk")
     if problems.items or match is None or path is None:
         for field, description in problems.items:
             v.add(field, description)

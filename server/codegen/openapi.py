@@ -303,8 +303,9 @@ def _operation(
         "tags": [rpc.service],
         "parameters": parameters,
         "responses": _responses(rpc, binding, builder, mutating),
+        # A signed hook takes no token: the system's signature over the body authenticates it.
         "security": []
-        if rpc.public
+        if rpc.public or rpc.signed_hook
         else [{"bearerAuth": [rpc.required_scope] if rpc.required_scope else []}],
         "x-grpc-method": f"/{rpc.service}/{method.name}",
     }

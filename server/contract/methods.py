@@ -29,10 +29,11 @@ def service_modules() -> tuple[ModuleType, ...]:
     from reconrouter.deliveries.v1 import deliveries_pb2
     from reconrouter.exceptions.v1 import exceptions_pb2
     from reconrouter.health.v1 import health_pb2
+    from reconrouter.hooks.v1 import hooks_pb2
     from reconrouter.meta.v1 import meta_pb2
     from reconrouter.targets.v1 import targets_pb2
 
-    return (exceptions_pb2, deliveries_pb2, health_pb2, targets_pb2, bulk_pb2, meta_pb2)
+    return (exceptions_pb2, deliveries_pb2, health_pb2, targets_pb2, bulk_pb2, meta_pb2, hooks_pb2)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class MethodInfo:
     idempotency_key_required: bool = False
     # The method's descriptor (its messages' fields, for the OpenAPI generator and the transcoder).
     descriptor: MethodDescriptor | None = None
+    # (reconrouter.api.v1.signed_hook): a target system's webhook, authenticated by the signature over
+    # its raw body instead of a token; the system's name (JIRA, SERVICENOW).
+    signed_hook: str = ""
 
     @property
     def bindings(self) -> tuple[HttpBinding, ...]:
@@ -69,8 +73,9 @@ class MethodInfo:
 
     @property
     def public(self) -> bool:
-        """Callable without a token: no scope and no token_required (health only)."""
-        return not self.required_scope and not self.token_required
+        """Callable without a token or a signature: no scope, no token_required, not a signed hook
+        (health only)."""
+        return not self.required_scope and not self.token_required and not self.signed_hook
 
     @property
     def mutating(self) -> bool:
@@ -144,6 +149,7 @@ def read_methods(
                 additional_http=tuple(b for b in map(_rule_binding, rules[1:]) if b is not None),
                 idempotency_key_required=reader.option(options, "idempotency_key_required", False),
                 descriptor=method,
+                signed_hook=reader.option(options, "signed_hook", ""),
             )
     return table
 

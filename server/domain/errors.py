@@ -17,6 +17,7 @@ class ErrorKind(enum.Enum):
     TARGET_UNAVAILABLE = "TARGET_UNAVAILABLE"  # an external system failed (502)
     UNAVAILABLE = "UNAVAILABLE"  # our own dependency (the database) is down (503)
     INTERNAL = "INTERNAL"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # a body above a route's own limit (413)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class InvalidArgument(DomainError):
     @classmethod
     def field(cls, field: str, description: str) -> InvalidArgument:
         return cls(f"{field}: {description}", violations=(FieldViolation(field, description),))
+
+
+class PayloadTooLarge(DomainError):
+    kind = ErrorKind.PAYLOAD_TOO_LARGE
 
 
 class Unauthenticated(DomainError):

@@ -26,6 +26,10 @@ class ExceptionRepository(Protocol):
 
     def update_many(self, items: list[ReconException]) -> None: ...
 
+    def find_by_ticket(self, tenant_id: str, system: str, reference: str) -> list[ReconException]:
+        """The tenant's exceptions whose external_system / external_issue_id are these, by id."""
+        ...
+
     def list(self, tenant_id: str, query: ExceptionQuery) -> list[ReconException]:
         """Up to query.limit + 1 rows, so the caller can tell whether another page exists."""
         ...
@@ -118,6 +122,17 @@ class TargetRepository(Protocol):
     def set_paused(self, tenant_id: str, target: TargetSystem, paused: bool) -> bool: ...
 
     def delete(self, tenant_id: str, target: TargetSystem) -> bool: ...
+
+    def by_hook_id(self, hook_id: str) -> StoredTarget | None:
+        """The configuration (of any tenant) whose inbound path holds this hook id."""
+        ...
+
+    def record_inbound_event(
+        self, tenant_id: str, target: TargetSystem, event_id: str, now: datetime
+    ) -> bool:
+        """Notes that an inbound hook event was applied; False when it already was (a repeat).
+        Events older than a week are forgotten on the way."""
+        ...
 
 
 class ConnectorFactory(Protocol):

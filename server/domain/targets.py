@@ -58,12 +58,16 @@ SPECS: dict[TargetSystem, tuple[FieldSpec, ...]] = {
         FieldSpec("api_token", required=True, secret=True, max_length=2000),
         FieldSpec("project_key", pattern=_PROJECT_KEY, pattern_hint="a JIRA project key such as OPS"),
         FieldSpec("issue_type", default="Task"),
+        # Inbound hooks (API.md §9): the secret JIRA signs its webhook posts with (X-Hub-Signature).
+        FieldSpec("inbound_secret", secret=True, min_length=16, max_length=1000),
     ),
     TargetSystem.SERVICENOW: (
         FieldSpec("instance_url", required=True, url=True, max_length=2000),
         FieldSpec("username", required=True, secret=True),
         FieldSpec("password", required=True, secret=True, max_length=2000),
         FieldSpec("table", default="incident", pattern=_TABLE, pattern_hint="a table name such as incident"),
+        # The secret the Business Rule signs its posts with (X-Signature-256; docs/integrations.md).
+        FieldSpec("inbound_secret", secret=True, min_length=16, max_length=1000),
     ),
     TargetSystem.WEBHOOK: (
         FieldSpec("url", required=True, url=True, max_length=2000),
@@ -96,6 +100,8 @@ class TargetConfig:
     paused: bool = False
     # A secret the service generated for this answer (shown once, never stored in clear elsewhere).
     generated_secret: str = field(default="", repr=False, compare=False)
+    # JIRA / SERVICENOW: the id in the inbound path their webhooks post to (API.md §9).
+    inbound_hook_id: str | None = None
 
     @property
     def configured_secrets(self) -> list[str]:
@@ -176,6 +182,7 @@ class StoredTarget:
     created_at: datetime
     updated_at: datetime
     paused: bool = False
+    inbound_hook_id: str | None = None
 
 
 # (url) -> None, or why it is refused ("must use https", "must resolve to public addresses").

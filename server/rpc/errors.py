@@ -24,11 +24,13 @@ _GRPC_CODE: dict[ErrorKind, grpc.StatusCode] = {
     ErrorKind.TARGET_UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
+    ErrorKind.PAYLOAD_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 # Where API.md §2 wants another HTTP status than Envoy's table gives the gRPC code (400, 503).
 _HTTP_OVERRIDE: dict[ErrorKind, int] = {
     ErrorKind.FAILED_PRECONDITION: 422,
     ErrorKind.TARGET_UNAVAILABLE: 502,
+    ErrorKind.PAYLOAD_TOO_LARGE: 413,
 }
 
 

@@ -13,6 +13,12 @@ from typing import Any
 
 DISPATCH = "/reconrouter.exceptions.v1.ExceptionsService/DispatchException"
 
+JIRA_HOOK = "/reconrouter.hooks.v1.HooksService/ReceiveJiraHook"
+SERVICENOW_HOOK = "/reconrouter.hooks.v1.HooksService/ReceiveServiceNowHook"
+
 SUCCESS_STATUS: dict[str, Callable[[Any], int]] = {
     DISPATCH: lambda answer: 200 if answer.acknowledged else 202,
+    # A hook about a ticket this tenant never dispatched is accepted and ignored (API.md §9).
+    JIRA_HOOK: lambda answer: 202 if answer.status == "IGNORED" else 200,
+    SERVICENOW_HOOK: lambda answer: 202 if answer.status == "IGNORED" else 200,
 }

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from google.protobuf import timestamp_pb2
 from reconrouter.targets.v1 import targets_pb2 as pb
 
+from server.domain.hooks import inbound_path
 from server.domain.targets import ALL_FIELDS, PREVIOUS_SECRET, PREVIOUS_SECRET_UNTIL, TargetConfig
 
 # Settings a caller may read back; write-only fields never leave the server.
@@ -26,6 +27,8 @@ def target_to_proto(config: TargetConfig) -> pb.Target:
         value = config.settings.get(name)
         if value:
             setattr(message, name, value)
+    if config.inbound_hook_id:
+        message.inbound_path = inbound_path(config.target, config.inbound_hook_id)
     if config.generated_secret:
         message.secret = config.generated_secret  # the answer that generated it, and only that one
     for name in ("created_at", "updated_at"):

@@ -11,6 +11,7 @@ from datetime import timedelta
 from server.domain.auth import Principal
 from server.domain.dispatch import TargetSystem, parse_target_system
 from server.domain.errors import DomainError, FailedPrecondition, NotFound
+from server.domain.hooks import HOOK_SYSTEMS, new_hook_id
 from server.domain.ports import UnitOfWork, UnitOfWorkFactory
 from server.domain.targets import (
     SPECS,
@@ -56,6 +57,9 @@ class TargetService:
         with self._uow(write=True) as uow:
             previous = self._previous(uow, tenant, target, values)
             config = build_config(tenant, target, values, previous, lambda _url: None, self._clock())
+            if target in HOOK_SYSTEMS:  # its inbound path stays what it was (API.md §9)
+                hook_id = previous.inbound_hook_id if previous is not None else None
+                config = replace(config, inbound_hook_id=hook_id or new_hook_id())
             uow.targets.put(self._seal(config))
         # A PUT replaces the settings, not the pause (the stored flag is left as it is).
         return replace(config, paused=previous is not None and previous.paused)
@@ -139,7 +143,13 @@ class TargetService:
                 raise
             stored = uow.targets.get(tenant_id, target)
             assert stored is not None
-            return TargetConfig(tenant_id, target, created_at=stored.created_at, paused=stored.paused)
+            return TargetConfig(
+                tenant_id,
+                target,
+                created_at=stored.created_at,
+                paused=stored.paused,
+                inbound_hook_id=stored.inbound_hook_id,
+            )
 
     # -- sealing ---------------------------------------------------------------------------------
 
@@ -157,6 +167,7 @@ class TargetService:
             self._cipher.encrypt(secrets),
             config.created_at,
             config.updated_at,
+            inbound_hook_id=config.inbound_hook_id,
         )
 
     def _open(self, stored: StoredTarget) -> TargetConfig:
@@ -169,7 +180,14 @@ class TargetService:
             stored.created_at,
             stored.updated_at,
             stored.paused,
+            inbound_hook_id=stored.inbound_hook_id,
         )
+
+    def by_hook_id(self, uow: UnitOfWork, hook_id: str) -> TargetConfig | None:
+        """The configuration whose inbound path holds `hook_id` (any tenant's: the hook is how an
+        unauthenticated post names its tenant), secrets opened."""
+        stored = uow.targets.by_hook_id(hook_id)
+        return self._open(stored) if stored is not None else None
 
 
 def _without_secret_requirements(target: TargetSystem, values: Mapping[str, str]) -> Mapping[str, str]:

@@ -68,6 +68,8 @@ exceptions = sa.Table(
     sa.Index("ix_exceptions_tenant_status_created", "tenant_id", "status", "created_at", "id"),
     sa.Index("ix_exceptions_tenant_assignee_created", "tenant_id", "assigned_to", "created_at", "id"),
     sa.Index("ix_exceptions_tenant_external_created", "tenant_id", "external_system", "created_at", "id"),
+    # Inbound hooks find the exceptions dispatched to a ticket (0006).
+    sa.Index("ix_exceptions_tenant_ticket", "tenant_id", "external_system", "external_issue_id"),
 )
 
 exception_history = sa.Table(

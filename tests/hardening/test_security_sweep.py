@@ -64,6 +64,7 @@ class World:
     marker: str = ""
     token_id_a: str = ""
     delivery_id: str = ""  # tenant A's delivery (its exception dispatched to MANUAL)
+    hook_id: str = ""  # tenant A's JIRA inbound hook
 
     def client(self, authorization: str | None) -> httpx.Client:
         headers = {} if authorization is None else {"Authorization": authorization}
@@ -79,6 +80,8 @@ class World:
             "exception_id": self.exception_id,
             "target_system": "WEBHOOK",
             "delivery_id": self.delivery_id,
+            # A's own JIRA hook: a token (A's or anyone's) is no substitute for its signature.
+            "hook_id": self.hook_id,
         }
 
 
@@ -151,7 +154,8 @@ def world(hard_stack):
         tokens[f"lacks:{scope}"] = tokens_service.create(tenant_a, [s for s in SCOPES if s != scope])[1]
     engine.dispose()
     with WebhookReceiver() as webhook, JiraStandIn(token=uuid.uuid4().hex) as jira:
-        world = World(hard_stack, "", tokens, {*tokens.values(), webhook.secret, jira.token})
+        inbound_secret = f"inbound-{uuid.uuid4().hex}"
+        world = World(hard_stack, "", tokens, {*tokens.values(), webhook.secret, jira.token, inbound_secret})
         world.token_id_a = a_id
         world.marker = f"sweep-marker-{uuid.uuid4().hex}"
         with world.client(f"Bearer {tokens['a']}") as a:
@@ -167,10 +171,14 @@ def world(hard_stack):
                         "email": jira.email,
                         "api_token": jira.token,
                         "project_key": "OPS",
+                        "inbound_secret": inbound_secret,
                     },
                 ),
             ):
-                assert a.put(f"/v1/targets/{target}", json=body).status_code == 200
+                put = a.put(f"/v1/targets/{target}", json=body)
+                assert put.status_code == 200, put.text
+                if target == "JIRA":
+                    world.hook_id = put.json()["inbound_path"].rsplit("/", 1)[1]
             # A delivery of A's, for the delivery routes (MANUAL: delivered at once, no target called).
             dispatched = a.post(
                 f"/v1/exceptions/{world.exception_id}/dispatch", json={"target_system": "MANUAL"}
@@ -238,6 +246,8 @@ def other_tenant_expectations(world: World, route: Route, response: httpx.Respon
     body = sample_body(route, world.exception_id, world.delivery_id) or {}
     if route.method.public:
         assert response.status_code == 200
+    elif route.method.signed_hook:
+        assert_error(response, 401, "UNAUTHENTICATED")  # B's token does not sign A's hook
     elif (
         "exception_id" in bound
         or "delivery_id" in bound

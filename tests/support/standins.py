@@ -598,3 +598,85 @@ class WebhookReceiver(StandIn):
             self.deliveries[key] = data
             self.events.append((kind, headers.get("webhook-id", ""), data))
         return 200, {"reference": f"WH-{list(self.deliveries).index(key) + 1}"}, None
+
+
+# -- what the ticket systems post to inbound hooks ----------------------------------------------------
+
+
+def hub_signature(secret: str, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256 of the body>`: JIRA's X-Hub-Signature and the documented Business
+    Rule's X-Signature-256 (docs/integrations.md)."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def jira_issue_updated(
+    jira: JiraStandIn,
+    key: str,
+    secret: str,
+    *,
+    category: str = "done",
+    status: str = "Done",
+    resolution: str | None = "Done",
+    assignee: str | None = None,
+    identifier: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """A `jira:issue_updated` post as Jira sends it to a secret-protected admin webhook: the
+    documented envelope (timestamp, webhookEvent, issue_event_type_name, user, issue, changelog),
+    X-Hub-Signature over the raw body, and X-Atlassian-Webhook-Identifier (the same on retries)."""
+    fields: dict[str, Any] = {
+        "summary": jira.issues.get(key, {}).get("summary", "Reconciliation exception"),
+        "status": {
+            "self": f"{jira.url}/rest/api/2/status/3",
+            "name": status,
+            "id": "3",
+            "statusCategory": {"self": f"{jira.url}/rest/api/2/statuscategory/3", "id": 3, "key": category},
+        },
+        "resolution": {"self": f"{jira.url}/rest/api/2/resolution/1", "id": "1", "name": resolution}
+        if resolution
+        else None,
+        "assignee": {"accountId": "5b10ac8d82e05b22cc7d4ef5", "displayName": assignee, "active": True}
+        if assignee
+        else None,
+    }
+    payload = {
+        "timestamp": int(time.time() * 1000),
+        "webhookEvent": "jira:issue_updated",
+        "issue_event_type_name": "issue_generic",
+        "user": {"accountId": "5b10a2844c20165700ede21g", "displayName": "Ops Lead", "active": True},
+        "issue": {"id": "10002", "self": f"{jira.url}/rest/api/2/issue/10002", "key": key, "fields": fields},
+        "changelog": {
+            "id": "10010",
+            "items": [{"field": "status", "fieldtype": "jira", "from": "1", "fromString": "Open", "to": "3"}],
+        },
+    }
+    body = json.dumps(payload).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "X-Hub-Signature": hub_signature(secret, body),
+        "X-Atlassian-Webhook-Identifier": identifier or str(uuid.uuid4()),
+    }
+    return body, headers
+
+
+def servicenow_business_rule_post(
+    record: dict[str, Any],
+    secret: str,
+    *,
+    state: str = "6",
+    assigned_to: str = "",
+    close_notes: str = "",
+    updated_on: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """What the Business Rule in docs/integrations.md posts for an incident: its fields as strings
+    (display values), signed X-Signature-256 over the raw body."""
+    payload = {
+        "number": record["number"],
+        "sys_id": record["sys_id"],
+        "state": state,
+        "assigned_to": assigned_to,
+        "close_notes": close_notes,
+        "correlation_id": record.get("correlation_id", ""),
+        "sys_updated_on": updated_on or time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+    body = json.dumps(payload).encode()
+    return body, {"Content-Type": "application/json", "X-Signature-256": hub_signature(secret, body)}

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Self, overload
 
@@ -147,6 +147,7 @@ class Tables:
     deliveries: dict[str, Delivery] = field(default_factory=dict)  # by id, without attempts
     delivery_attempts: dict[tuple[str, int], Attempt] = field(default_factory=dict)  # (delivery, number)
     targets: dict[tuple[str, TargetSystem], StoredTarget] = field(default_factory=dict)
+    inbound_events: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     tokens: dict[str, StoredToken] = field(default_factory=dict)  # by id
     idempotency_keys: dict[KeyScope, KeyRecord] = field(default_factory=dict)
 
@@ -348,6 +349,15 @@ class FakeExceptionRepository(_Repository):
         rows = self._read().exceptions
         mine = [i for i in sorted(wanted) if i in rows and rows[i].tenant_id == tenant_id]
         return {i: _copy_exception(rows[i]) for i in mine}
+
+    def find_by_ticket(self, tenant_id: str, system: str, reference: str) -> list[ReconException]:
+        rows = self._read().exceptions.values()
+        found = [
+            e
+            for e in rows
+            if e.tenant_id == tenant_id and e.external_system == system and e.external_issue_id == reference
+        ]
+        return [_copy_exception(e) for e in sorted(found, key=lambda e: e.id)]
 
     def update_many(self, items: list[ReconException]) -> None:
         if not items:
@@ -725,6 +735,21 @@ class FakeTargetRepository(_Repository):
 
     def delete(self, tenant_id: str, target: TargetSystem) -> bool:
         return self._write().targets.pop((tenant_id, target), None) is not None
+
+    def by_hook_id(self, hook_id: str) -> StoredTarget | None:
+        found = [t for t in self._read().targets.values() if t.inbound_hook_id == hook_id]
+        return _copy_target(found[0]) if found else None
+
+    def record_inbound_event(
+        self, tenant_id: str, target: TargetSystem, event_id: str, now: datetime
+    ) -> bool:
+        rows = self._write().inbound_events
+        key = (tenant_id, target.value, event_id)
+        added = key not in rows
+        rows.setdefault(key, _utc(now))
+        for old in [k for k, at in rows.items() if k[:2] == key[:2] and at < _utc(now) - timedelta(days=7)]:
+            del rows[old]
+        return added
 
 
 class FakeTokenRepository(_Repository):

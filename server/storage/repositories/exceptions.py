@@ -148,6 +148,16 @@ class SqlExceptionRepository:
         stmt = _GET_MANY_LOCKED if self._lock_rows else _GET_MANY
         return {r.id: _from_row(r) for r in self._conn.execute(stmt, {"tenant_id": tenant_id, "ids": wanted})}
 
+    def find_by_ticket(self, tenant_id: str, system: str, reference: str) -> list[ReconException]:
+        """The tenant's exceptions whose ticket is `reference` in `system` (inbound hooks)."""
+        rows = self._conn.execute(
+            sa.select(t)
+            .where(t.c.tenant_id == tenant_id, t.c.external_system == system)
+            .where(t.c.external_issue_id == reference)
+            .order_by(t.c.id)
+        )
+        return [_from_row(r) for r in rows]
+
     def update_many(self, items: list[ReconException]) -> None:
         if not items:
             return

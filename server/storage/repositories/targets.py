@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -10,7 +11,13 @@ from sqlalchemy.engine import Connection, Row
 
 from server.domain.dispatch import TargetSystem
 from server.domain.targets import StoredTarget
+from server.storage.tables import inbound_events as ev
 from server.storage.tables import targets as t
+
+# What a PUT replaces of an existing row (created_at and paused stay).
+_REPLACED = ("settings", "secrets", "updated_at", "inbound_hook_id")
+# How long an applied inbound event is remembered (repeats come within minutes or hours).
+EVENT_MEMORY = timedelta(days=7)
 
 if TYPE_CHECKING:
     from server.domain.ports import TargetRepository
@@ -25,6 +32,7 @@ def _from_row(r: Row[Any]) -> StoredTarget:
         created_at=r.created_at,
         updated_at=r.updated_at,
         paused=r.paused,
+        inbound_hook_id=r.inbound_hook_id,
     )
 
 
@@ -50,12 +58,13 @@ class SqlTargetRepository:
             "secrets": stored.secrets_ciphertext,
             "created_at": stored.created_at,
             "updated_at": stored.updated_at,
+            "inbound_hook_id": stored.inbound_hook_id,
         }
         insert = postgresql.insert(t) if self._conn.dialect.name == "postgresql" else sqlite.insert(t)
         self._conn.execute(
             insert.on_conflict_do_update(
                 index_elements=[t.c.tenant_id, t.c.target_system],
-                set_={name: insert.excluded[name] for name in ("settings", "secrets", "updated_at")},
+                set_={name: insert.excluded[name] for name in _REPLACED},
             ),
             row,
         )
@@ -68,6 +77,26 @@ class SqlTargetRepository:
             .values(paused=paused)
         )
         return result.rowcount > 0
+
+    def by_hook_id(self, hook_id: str) -> StoredTarget | None:
+        row = self._conn.execute(sa.select(t).where(t.c.inbound_hook_id == hook_id)).first()
+        return _from_row(row) if row is not None else None
+
+    def record_inbound_event(
+        self, tenant_id: str, target: TargetSystem, event_id: str, now: datetime
+    ) -> bool:
+        insert = postgresql.insert(ev) if self._conn.dialect.name == "postgresql" else sqlite.insert(ev)
+        row = dict(tenant_id=tenant_id, target_system=target.value, event_id=event_id, received_at=now)
+        # RETURNING rather than rowcount: psycopg reports -1 for INSERT ... ON CONFLICT.
+        inserted = self._conn.execute(insert.on_conflict_do_nothing().returning(ev.c.event_id), row).first()
+        self._conn.execute(
+            sa.delete(ev).where(
+                ev.c.tenant_id == tenant_id,
+                ev.c.target_system == target.value,
+                ev.c.received_at < now - EVENT_MEMORY,
+            )
+        )
+        return inserted is not None
 
     def delete(self, tenant_id: str, target: TargetSystem) -> bool:
         result = self._conn.execute(

@@ -11,3 +11,5 @@ RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
 rate_limit: _descriptor.FieldDescriptor
 TOKEN_REQUIRED_FIELD_NUMBER: _ClassVar[int]
 token_required: _descriptor.FieldDescriptor
+SIGNED_HOOK_FIELD_NUMBER: _ClassVar[int]
+signed_hook: _descriptor.FieldDescriptor

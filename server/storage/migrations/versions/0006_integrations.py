@@ -6,6 +6,7 @@
 - targets.inbound_hook_id: the id in a JIRA or SERVICENOW configuration's inbound path
   (`/v1/hooks/jira/{hook_id}`), unique across tenants: it is how an unauthenticated hook finds
   its tenant.
+- ix_exceptions_tenant_ticket: a hook finds the exceptions dispatched to its ticket.
 - inbound_events: the events a hook applied, by the system's own event id
   (X-Atlassian-Webhook-Identifier; ServiceNow: sys_id + sys_updated_on), so a repeat is applied once.
 
@@ -58,9 +59,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", "target_system", "event_id", name=op.f("pk_inbound_events")),
     )
     op.create_index(op.f("ix_inbound_events_received_at"), "inbound_events", ["received_at"])
+    op.create_index(
+        "ix_exceptions_tenant_ticket", "exceptions", ["tenant_id", "external_system", "external_issue_id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_exceptions_tenant_ticket", table_name="exceptions")
     op.drop_index(op.f("ix_inbound_events_received_at"), table_name="inbound_events")
     op.drop_table("inbound_events")
     with op.batch_alter_table("targets") as batch:
