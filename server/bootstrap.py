@@ -116,6 +116,8 @@ class App:
         )
         self.deliveries.wake = worker.wake
         self.targets.resumed = worker.wake
+        self.exceptions.deliveries_recorded = worker.wake
+        self.hooks.deliveries_recorded = worker.wake
         self.worker = worker
         worker.start()
         return worker

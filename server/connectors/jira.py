@@ -10,12 +10,17 @@ created earlier by the label that carries their dispatch marker.
 - Search: Jira Cloud removed GET /rest/api/2/search (410) for /rest/api/2/search/jql; Server and
   Data Center only have the first. Cloud configurations (email set) try /search/jql first, the
   others /search, each falling back to the other on 404/410.
+- Resolution (API.md §9): POST /rest/api/2/issue/{key}/comment {"body": text} -> 201; with the
+  target's resolve_transition_id, GET /rest/api/2/issue/{key}/transitions (is it available from
+  the issue's status?) then POST .../transitions {"transition": {"id"}} -> 204. After an unknown
+  outcome the comments are read first (GET .../comment) for the resolution's marker.
 - Auth: Cloud basic (email + API token), Server/Data Center bearer (personal access token).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -23,7 +28,14 @@ from server.connectors import tickets
 from server.connectors.http import TargetHttp, as_domain_error, json_or_empty
 from server.connectors.resilience import AttemptState, Rejected, Unavailable
 from server.connectors.ssrf import AddressRefused
-from server.domain.dispatch import TargetDown, TargetRejected, TargetSystem, TicketRef, TicketRequest
+from server.domain.dispatch import (
+    ResolutionRequest,
+    TargetDown,
+    TargetRejected,
+    TargetSystem,
+    TicketRef,
+    TicketRequest,
+)
 from server.domain.errors import DomainError
 from server.domain.targets import TargetConfig
 
@@ -71,6 +83,37 @@ class JiraConnector:
         if not email:
             self._headers["Authorization"] = f"Bearer {token}"
         self._searches = [SEARCH_CLOUD, SEARCH_SERVER] if email else [SEARCH_SERVER, SEARCH_CLOUD]
+        self._transition = config.setting("resolve_transition_id")
+
+    def resolve(self, request: ResolutionRequest) -> Result:
+        try:
+            return self._http.run(self._breaker, lambda state: self._resolve(request, state))
+        except (Rejected, Unavailable, AddressRefused) as exc:
+            return as_domain_error(self.target, "resolution", exc)
+
+    def _resolve(self, request: ResolutionRequest, state: AttemptState) -> TicketRef:
+        issue = f"{self._base}{CREATE}/{quote(request.ticket, safe='')}"
+        status = None
+        if not ((request.check_existing or state.maybe_created) and self._commented(issue, request.marker)):
+            text = tickets.resolution_text(request.exception, request.marker)
+            status = self._send("POST", issue + "/comment", json={"body": text}).status_code
+        if self._transition:
+            available = _object(self._send("GET", issue + "/transitions")).get("transitions") or []
+            ids = {str(t.get("id")) for t in available if isinstance(t, dict)}
+            # Not available: the issue is already past it (an earlier attempt, or someone in JIRA).
+            if self._transition in ids:
+                body = {"transition": {"id": self._transition}}
+                status = self._send("POST", issue + "/transitions", json=body).status_code
+        return TicketRef(request.ticket, acknowledged=True, http_status=status)
+
+    def _commented(self, issue: str, marker: str) -> bool:
+        params = {"maxResults": "100", "orderBy": "-created"}
+        comments = _object(self._send("GET", issue + "/comment", params=params)).get("comments") or []
+        return any(isinstance(c, dict) and f"[{marker}]" in str(c.get("body", "")) for c in comments)
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        kwargs.update(auth=self._auth, headers=self._headers)
+        return self._http.request(method, url, lambda r: error_text(json_or_empty(r)), **kwargs)
 
     # -- the Connector protocol ------------------------------------------------------------------
 

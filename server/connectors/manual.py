@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from server.domain.dispatch import TargetSystem, TicketRef, TicketRequest
+from server.domain.dispatch import ResolutionRequest, TargetSystem, TicketRef, TicketRequest
 from server.domain.errors import DomainError
 
 
@@ -15,6 +15,9 @@ class ManualConnector:
 
     def send(self, batch: list[TicketRequest]) -> list[TicketRef | DomainError]:
         return [self.create(r.key) for r in batch]
+
+    def resolve(self, request: ResolutionRequest) -> TicketRef | DomainError:
+        return TicketRef(request.ticket, acknowledged=True)  # nothing outside to tell
 
     @staticmethod
     def create(key: str) -> TicketRef:

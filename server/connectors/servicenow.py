@@ -5,6 +5,9 @@ found again by correlation_id.
 - Query: GET /api/now/table/{table}?sysparm_query=correlation_idIN<a>,<b>&sysparm_fields=...
   -> 200 {"result": [...]} (an empty list when nothing matches).
 - Errors: {"error": {"message", "detail"}, "status": "failure"}.
+- Resolution (API.md §9): GET ...?sysparm_query=number=<n> for its sys_id and state; unless it
+  is already resolved or closed (6, 7), PATCH /api/now/table/{table}/{sys_id} {"state": "6",
+  "close_code", "close_notes"} -> 200. Looking first makes a retry after a lost answer a no-op.
 - Auth: basic (username, password). The Table API has no bulk insert, so batches are single items.
 """
 
@@ -18,11 +21,21 @@ from server.connectors import tickets
 from server.connectors.http import TargetHttp, as_domain_error, json_or_empty
 from server.connectors.resilience import AttemptState, Rejected, Unavailable
 from server.connectors.ssrf import AddressRefused
-from server.domain.dispatch import TargetDown, TargetSystem, TicketRef, TicketRequest
+from server.domain.dispatch import (
+    ResolutionRequest,
+    TargetDown,
+    TargetRejected,
+    TargetSystem,
+    TicketRef,
+    TicketRequest,
+)
 from server.domain.errors import DomainError
 from server.domain.targets import TargetConfig
 
 FIELDS = "sys_id,number,correlation_id"
+RESOLVED_STATE = "6"
+CLOSED_STATES = ("6", "7")
+DEFAULT_CLOSE_CODE = "Solved (Permanently)"
 
 
 def error_text(body: Any) -> str:
@@ -52,6 +65,38 @@ class ServiceNowConnector:
         self._url = f"{config.setting('instance_url')}/api/now/table/{config.setting('table') or 'incident'}"
         self._auth = httpx.BasicAuth(config.secret("username"), config.secret("password"))
         self._headers = {"Accept": "application/json"}
+        self._close_code = config.setting("resolve_close_code") or DEFAULT_CLOSE_CODE
+
+    def resolve(self, request: ResolutionRequest) -> TicketRef | DomainError:
+        try:
+            return self._http.run(self._breaker, lambda state: self._resolve(request))
+        except (Rejected, Unavailable, AddressRefused) as exc:
+            return as_domain_error(self.target, "resolution", exc)
+
+    def _resolve(self, request: ResolutionRequest) -> TicketRef | DomainError:
+        query = {"sysparm_query": f"number={request.ticket}", "sysparm_limit": "1"}
+        query["sysparm_fields"] = "sys_id,state"
+        records = json_or_empty(self._request("GET", params=query)).get("result") or []
+        record = records[0] if records and isinstance(records[0], dict) else None
+        if record is None or not isinstance(record.get("sys_id"), str):
+            return TargetRejected(f"SERVICENOW has no record {request.ticket} in this table")
+        if str(record.get("state")) in CLOSED_STATES:
+            return TicketRef(request.ticket, acknowledged=True)  # already resolved or closed
+        body = {
+            "state": RESOLVED_STATE,
+            "close_code": self._close_code,
+            "close_notes": tickets.resolution_text(request.exception, request.marker),
+        }
+        response = self._http.request(
+            "PATCH",
+            f"{self._url}/{record['sys_id']}",
+            lambda r: error_text(json_or_empty(r)),
+            params={"sysparm_fields": "sys_id,number,state"},
+            json=body,
+            auth=self._auth,
+            headers=self._headers,
+        )
+        return TicketRef(request.ticket, acknowledged=True, http_status=response.status_code)
 
     def send(self, batch: list[TicketRequest]) -> list[TicketRef | DomainError]:
         return [self._send_one(request) for request in batch]

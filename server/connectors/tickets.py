@@ -79,3 +79,13 @@ SERVICENOW_URGENCY_IMPACT = {
     Severity.MEDIUM: ("2", "2"),
     Severity.LOW: ("2", "3"),
 }
+
+
+def resolution_text(e: ReconException, marker: str) -> str:
+    """The comment (JIRA) or close notes (ServiceNow) that tell a ticket its exception was resolved;
+    the marker lets a retry find a comment an unanswered attempt already made."""
+    lines = [f"Resolved in reconrouter: {e.resolution_notes or 'resolved'}"]
+    if e.resolution_reason:
+        lines.append(f"Reason: {e.resolution_reason}")
+    lines.append(f"[{marker}]")
+    return "\n".join(lines)

@@ -31,11 +31,12 @@ from server.connectors import tickets
 from server.connectors.http import TargetHttp, as_domain_error, json_or_empty
 from server.connectors.resilience import AttemptState, Rejected, Unavailable
 from server.connectors.ssrf import AddressRefused
-from server.domain.dispatch import TargetSystem, TicketRef, TicketRequest
+from server.domain.dispatch import ResolutionRequest, TargetSystem, TicketRef, TicketRequest
 from server.domain.errors import DomainError
 from server.domain.targets import HMAC_SHA256_HEX, TargetConfig, whsec_key
 
 EVENT = "exception.dispatched"
+RESOLVED_EVENT = "exception.resolved"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -80,8 +81,26 @@ class WebhookConnector:
         except (Rejected, Unavailable, AddressRefused) as exc:
             return as_domain_error(self.target, "delivery", exc)
 
+    def resolve(self, request: ResolutionRequest) -> TicketRef | DomainError:
+        """`exception.resolved` to the receiver the exception was dispatched to (API.md §9)."""
+
+        def attempt(state: AttemptState) -> TicketRef:
+            data = {
+                "idempotency_key": request.marker,
+                "queue": request.queue,
+                "reference": request.ticket,
+                "attempt": state.number,
+                "exception": tickets.as_json(request.exception),
+            }
+            response = self._post(RESOLVED_EVENT, data, request.delivery_id, request.marker)
+            return TicketRef(request.ticket, acknowledged=True, http_status=response.status_code)
+
+        try:
+            return self._http.run(self._breaker, attempt)
+        except (Rejected, Unavailable, AddressRefused) as exc:
+            return as_domain_error(self.target, "delivery", exc)
+
     def _attempt(self, request: TicketRequest, state: AttemptState) -> TicketRef:
-        now = self._clock()  # fresh per attempt, so each delivery is signed anew
         data = {
             "idempotency_key": request.marker,
             "dispatch_key": request.key,
@@ -90,25 +109,28 @@ class WebhookConnector:
             "exception": tickets.as_json(request.exception),
         }
         # The delivery id: the same on every attempt of one delivery (API.md §7).
-        msg_id = request.delivery_id or request.marker
-        headers = {"Content-Type": "application/json", "X-Idempotency-Key": request.marker}
-        if self._config.signature_scheme == HMAC_SHA256_HEX:
-            body = encode({"event": EVENT, "timestamp": int(now), **data})
-            headers["X-Signature-256"] = sign(self._config.secret("secret"), body)
-            headers["X-Signature-Timestamp"] = str(int(now))
-            headers["webhook-id"] = msg_id
-        else:
-            moment = datetime.fromtimestamp(now, UTC)
-            stamp = moment.isoformat().replace("+00:00", "Z")
-            body = encode({"type": EVENT, "timestamp": stamp, "data": data})
-            secrets = self._config.signing_secrets(moment)
-            headers["webhook-id"] = msg_id
-            headers["webhook-timestamp"] = str(int(now))
-            headers["webhook-signature"] = standard_signature(secrets, msg_id, int(now), body)
-        response = self._http.request("POST", self._url, lambda r: r.text, content=body, headers=headers)
+        response = self._post(EVENT, data, request.delivery_id or request.marker, request.marker)
         answer = json_or_empty(response)
         reference = answer.get("reference") or answer.get("id") if isinstance(answer, dict) else None
         if not isinstance(reference, str) or not reference.strip():
             reference = "WEBHOOK-" + hashlib.sha256(request.key.encode()).hexdigest()[:12].upper()
         # Cleaned and cut to 255 characters by the worker before it is stored (domain clean_text).
         return TicketRef(reference, acknowledged=True, http_status=response.status_code)
+
+    def _post(self, event: str, data: dict[str, Any], msg_id: str, marker: str) -> Any:
+        now = self._clock()  # fresh per attempt, so each delivery is signed anew
+        headers = {"Content-Type": "application/json", "X-Idempotency-Key": marker}
+        if self._config.signature_scheme == HMAC_SHA256_HEX:
+            body = encode({"event": event, "timestamp": int(now), **data})
+            headers["X-Signature-256"] = sign(self._config.secret("secret"), body)
+            headers["X-Signature-Timestamp"] = str(int(now))
+            headers["webhook-id"] = msg_id
+        else:
+            moment = datetime.fromtimestamp(now, UTC)
+            stamp = moment.isoformat().replace("+00:00", "Z")
+            body = encode({"type": event, "timestamp": stamp, "data": data})
+            secrets = self._config.signing_secrets(moment)
+            headers["webhook-id"] = msg_id
+            headers["webhook-timestamp"] = str(int(now))
+            headers["webhook-signature"] = standard_signature(secrets, msg_id, int(now), body)
+        return self._http.request("POST", self._url, lambda r: r.text, content=body, headers=headers)

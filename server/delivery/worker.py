@@ -34,6 +34,7 @@ from server.domain.delivery import (
     DeliveryState,
 )
 from server.domain.dispatch import (
+    ResolutionRequest,
     TargetDown,
     TargetSystem,
     TicketRef,
@@ -295,7 +296,7 @@ class DeliveryWorker:
                     self._configs(uow, delivery.tenant_id, delivery.target_system),
                 )
         exception, config = inputs.exception, inputs.config
-        if exception is None or exception.status is Status.RESOLVED:
+        if exception is None or (exception.status is Status.RESOLVED and not delivery.is_resolution):
             outcome: TicketRef | DomainError | None = None
         else:
             outcome = self._call(delivery, exception, config)
@@ -334,6 +335,23 @@ class DeliveryWorker:
             connector = self._connectors.build(delivery.target_system, config)
         except DomainError as exc:
             return exc  # TARGET_NOT_CONFIGURED: the configuration was removed after the dispatch
+        if delivery.is_resolution:
+            resolution = ResolutionRequest(
+                exception,
+                delivery.external_reference or "",
+                delivery.queue,
+                delivery.key,
+                delivery.id,
+                check_existing=delivery.outcome_unknown,
+            )
+            try:
+                with attempt_deadline(self._settings.attempt_timeout_seconds):
+                    return connector.resolve(resolution)
+            except Exception:
+                log.exception("connector failed", extra={"delivery_id": delivery.id})
+                return TargetDown(
+                    f"{delivery.target_system.value} resolution failed unexpectedly", maybe_created=True
+                )
         request = TicketRequest(
             exception,
             delivery.queue,

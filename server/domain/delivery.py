@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import enum
 import unicodedata
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -92,6 +94,11 @@ class Delivery:
     attempts: tuple[Attempt, ...] = ()
 
     @property
+    def is_resolution(self) -> bool:
+        """Pushes a resolution to the ticket (API.md §9) instead of creating one."""
+        return self.key.startswith(RESOLVE_PREFIX)
+
+    @property
     def finished(self) -> bool:
         return self.state in (DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.CANCELLED)
 
@@ -164,6 +171,58 @@ def ticket_recorded(exception: ReconException, delivery: Delivery) -> tuple[Reco
         delivery.tenant_id, exception.id, Action.DISPATCH, delivery.actor_id, now, changes
     )
     return apply_ticket(exception, delivery.target_system, reference, now), entry
+
+
+RESOLVE_PREFIX = "resolve:"
+# Where a resolution is pushed back (MANUAL has no ticket to update).
+RESOLUTION_TARGETS = frozenset({TargetSystem.JIRA, TargetSystem.SERVICENOW, TargetSystem.WEBHOOK})
+
+
+def resolution_key(target: TargetSystem, exception_id: str, queue: str) -> str:
+    """One resolution delivery per ticket: resolved is final, so it is pushed once."""
+    key = f"{RESOLVE_PREFIX}{target.value}:{exception_id}"
+    return f"{key}:{queue}" if queue else key
+
+
+def resolution_deliveries(
+    exception: ReconException,
+    deliveries: Iterable[Delivery],
+    origin: str | None,
+    actor_id: str,
+    now: datetime,
+) -> list[Delivery]:
+    """A resolved exception's resolution, as deliveries to every ticket it was delivered to (JIRA,
+    ServiceNow, webhooks), recorded in the resolve's own transaction and carried out by the delivery
+    workers (API.md §9). `origin`: the system the resolution came from, which is not told again
+    (no echo). Each carries the ticket's reference, which the attempt updates."""
+    made: list[Delivery] = []
+    for d in deliveries:
+        if (
+            d.exception_id != exception.id
+            or d.is_resolution
+            or d.state is not DeliveryState.DELIVERED
+            or d.target_system not in RESOLUTION_TARGETS
+            or d.target_system.value == (origin or "").upper()
+            or not d.external_reference
+        ):
+            continue
+        made.append(
+            Delivery(
+                id=str(uuid.uuid4()),
+                tenant_id=exception.tenant_id,
+                key=resolution_key(d.target_system, exception.id, d.queue),
+                exception_id=exception.id,
+                target_system=d.target_system,
+                queue=d.queue,
+                state=DeliveryState.PENDING,
+                created_at=now,
+                updated_at=now,
+                actor_id=actor_id,
+                next_attempt_at=now,
+                external_reference=d.external_reference,
+            )
+        )
+    return made
 
 
 class DeliveryScheduled(DomainError):

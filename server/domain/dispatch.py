@@ -93,6 +93,21 @@ class TicketRequest:
     delivery_id: str = ""
 
 
+@dataclass(frozen=True)
+class ResolutionRequest:
+    """Push a resolved exception to its ticket (API.md §9): a JIRA comment (and transition), the
+    ServiceNow record's state and close notes, a webhook `exception.resolved`. `marker` names this
+    resolution on the target (a JIRA comment carries it), so that after an unknown outcome
+    (`check_existing`) the connector looks before doing it again."""
+
+    exception: ReconException
+    ticket: str
+    queue: str
+    marker: str
+    delivery_id: str
+    check_existing: bool = False
+
+
 def apply_ticket(
     exception: ReconException, target: TargetSystem, reference: str, now: datetime
 ) -> ReconException:
@@ -157,4 +172,8 @@ class Connector(Protocol):
         """Creates (or, for check_existing requests, first looks up) the batch's tickets; one result per
         request, in order: one attempt (the delivery workers retry; the attempt's deadline and the circuit
         breaker live behind this call)."""
+        ...
+
+    def resolve(self, request: ResolutionRequest) -> TicketRef | DomainError:
+        """Pushes a resolution to its ticket: one attempt, the ticket's reference back when done."""
         ...

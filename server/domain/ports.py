@@ -74,6 +74,10 @@ class DeliveryRepository(Protocol):
         """Oldest first, with attempts."""
         ...
 
+    def for_exceptions(self, tenant_id: str, exception_ids: Iterable[str]) -> list[Delivery]:
+        """Every delivery of these exceptions (without their attempts), oldest first."""
+        ...
+
     def page(
         self,
         tenant_id: str,

@@ -36,6 +36,7 @@ class FieldSpec:
 
 _PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 _TABLE = re.compile(r"^[a-z0-9_]{1,80}$")
+_TRANSITION = re.compile(r"^[0-9]{1,10}$")
 
 # How outbound webhooks are signed (API.md §9): Standard Webhooks (webhook-id / webhook-timestamp /
 # webhook-signature over "{id}.{timestamp}.{body}", whsec_ secrets) or the earlier
@@ -60,6 +61,8 @@ SPECS: dict[TargetSystem, tuple[FieldSpec, ...]] = {
         FieldSpec("issue_type", default="Task"),
         # Inbound hooks (API.md §9): the secret JIRA signs its webhook posts with (X-Hub-Signature).
         FieldSpec("inbound_secret", secret=True, min_length=16, max_length=1000),
+        # A resolution here also moves the issue through this workflow transition (API.md §9).
+        FieldSpec("resolve_transition_id", pattern=_TRANSITION, pattern_hint="a JIRA transition id (31)"),
     ),
     TargetSystem.SERVICENOW: (
         FieldSpec("instance_url", required=True, url=True, max_length=2000),
@@ -68,6 +71,8 @@ SPECS: dict[TargetSystem, tuple[FieldSpec, ...]] = {
         FieldSpec("table", default="incident", pattern=_TABLE, pattern_hint="a table name such as incident"),
         # The secret the Business Rule signs its posts with (X-Signature-256; docs/integrations.md).
         FieldSpec("inbound_secret", secret=True, min_length=16, max_length=1000),
+        # The close_code a resolution here sets on the incident (API.md §9).
+        FieldSpec("resolve_close_code", default="Solved (Permanently)", max_length=100),
     ),
     TargetSystem.WEBHOOK: (
         FieldSpec("url", required=True, url=True, max_length=2000),

@@ -35,6 +35,7 @@ def delivery_to_proto(d: Delivery) -> pb.Delivery:
         created_at=timestamp(d.created_at),
         updated_at=timestamp(d.updated_at),
         attempts=[attempt_to_proto(a) for a in d.attempts],
+        kind="RESOLUTION" if d.is_resolution else "DISPATCH",
     )
     if d.state is DeliveryState.PENDING and d.next_attempt_at is not None:
         message.next_attempt_at.CopyFrom(timestamp(d.next_attempt_at))

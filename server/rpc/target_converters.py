@@ -11,7 +11,17 @@ from server.domain.hooks import inbound_path
 from server.domain.targets import ALL_FIELDS, PREVIOUS_SECRET, PREVIOUS_SECRET_UNTIL, TargetConfig
 
 # Settings a caller may read back; write-only fields never leave the server.
-_READABLE = ("base_url", "project_key", "issue_type", "instance_url", "table", "url", "signature_scheme")
+_READABLE = (
+    "base_url",
+    "project_key",
+    "issue_type",
+    "instance_url",
+    "table",
+    "url",
+    "signature_scheme",
+    "resolve_transition_id",
+    "resolve_close_code",
+)
 
 
 def put_request_to_values(request: pb.PutTargetRequest) -> dict[str, str]:

@@ -158,7 +158,7 @@ class DeliveryService:
         with self._uow(write=True, join=False) as uow:
             if not uow.deliveries.finish(owner, delivery, attempt):
                 return False
-            if delivery.state is DeliveryState.DELIVERED:
+            if delivery.state is DeliveryState.DELIVERED and not delivery.is_resolution:
                 self._record_ticket(uow, delivery)
         with self.recorded:
             self.recorded.notify_all()

@@ -34,6 +34,7 @@ from server.domain.paging import (
 )
 from server.domain.ports import UnitOfWork, UnitOfWorkFactory
 from server.services.clock import Clock, utc_now
+from server.services.resolutions import record_resolutions
 
 MAX_BATCH_CREATE = 1000
 T = TypeVar("T")
@@ -103,6 +104,8 @@ class ExceptionService:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now) -> None:
         self._uow = uow
         self._clock = clock
+        # Tells this process's delivery workers that a resolution recorded deliveries (API.md §9).
+        self.deliveries_recorded: Callable[[], None] = lambda: None
 
     # -- create ---------------------------------------------------------------------------
 
@@ -234,7 +237,10 @@ class ExceptionService:
             }
             return updated, self._entry(principal, e.id, Action.RESOLVE, now, changes)
 
-        return self._bulk_change(principal, ids, apply)
+        def push(uow: UnitOfWork, updated: builtins.list[ReconException], now: datetime) -> int:
+            return record_resolutions(uow, principal.tenant_id, updated, None, principal.token_id, now)
+
+        return self._bulk_change(principal, ids, apply, push)
 
     def _entry(
         self, principal: Principal, eid: str, action: Action, now: datetime, changes: dict
@@ -246,6 +252,7 @@ class ExceptionService:
         principal: Principal,
         ids: builtins.list[str],
         apply: Callable[[ReconException, datetime], tuple[ReconException, HistoryEntry]],
+        after: Callable[[UnitOfWork, builtins.list[ReconException], datetime], int] | None = None,
     ) -> BulkOutcome:
         """One read of all rows, per-item rules, one batched write: O(1) statements per batch."""
         outcome = BulkOutcome(ids)
@@ -267,6 +274,9 @@ class ExceptionService:
                 outcome.succeeded.append(eid)
             uow.exceptions.update_many(updated)
             uow.history.add_many(history)
+            recorded = after(uow, updated, now) if after is not None else 0
+        if recorded:
+            self.deliveries_recorded()
         return outcome
 
     # -- callbacks from target systems --------------------------------------------------------
@@ -307,3 +317,8 @@ class ExceptionService:
             }
             uow.exceptions.update_many([new])
             uow.history.add_many([self._entry(principal, exception_id, Action.CALLBACK, now, changes)])
+            # Told everywhere it was delivered but the system that reported it (no echo).
+            origin = report.external_system.strip()
+            recorded = record_resolutions(uow, principal.tenant_id, [new], origin, principal.token_id, now)
+        if recorded:
+            self.deliveries_recorded()

@@ -4,7 +4,7 @@ exceptions dispatched to that ticket as a CALLBACK naming the system."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +16,7 @@ from server.domain.history import Action, HistoryEntry, change
 from server.domain.hooks import HOOK_SYSTEMS, HookEvent, parse_event, verify_signature
 from server.domain.ports import UnitOfWorkFactory
 from server.services.clock import Clock, utc_now
+from server.services.resolutions import record_resolutions
 from server.services.targets import TargetService
 
 APPLIED, UNCHANGED, DUPLICATE, IGNORED = "APPLIED", "UNCHANGED", "DUPLICATE", "IGNORED"
@@ -41,6 +42,8 @@ class HookService:
         self._targets = targets
         self._max_body_bytes = max_body_bytes
         self._clock = clock
+        # Tells this process's delivery workers that a resolution recorded deliveries.
+        self.deliveries_recorded: Callable[[], None] = lambda: None
 
     def authenticate(self, system: str, hook_id: str, body: bytes, signature: str | None) -> Principal:
         """The tenant whose hook this is, once the signature over the raw body holds (before
@@ -99,6 +102,11 @@ class HookService:
                 )
             uow.exceptions.update_many(changed)
             uow.history.add_many(entries)
+            # Other tickets of a resolved exception hear of it; the system it came from does not.
+            tenant, actor = principal.tenant_id, principal.token_id
+            recorded = record_resolutions(uow, tenant, changed, target.value, actor, now)
+        if recorded:
+            self.deliveries_recorded()
         return Receipt(APPLIED if changed else UNCHANGED, tuple(e.id for e in changed))
 
 

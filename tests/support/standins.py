@@ -255,7 +255,7 @@ class StandIn:
                 except OSError:
                     pass  # the client went away (it timed out, or was killed)
 
-            do_GET = do_POST = do_PUT = do_DELETE = _serve
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
         return Handler
 
@@ -268,6 +268,14 @@ def _basic(user: str, password: str) -> str:
 
 JIRA_PRIORITIES = {"Highest", "High", "Medium", "Low", "Lowest"}
 JIRA_FIELDS = {"project", "summary", "description", "issuetype", "priority", "labels"}
+
+
+# A small workflow: To Do -(11)-> In Progress -(31)-> Done, and To Do -(31)-> Done.
+JIRA_WORKFLOW = (
+    {"id": "11", "name": "Start", "from": "To Do", "to": "In Progress"},
+    {"id": "31", "name": "Done", "from": "To Do", "to": "Done"},
+    {"id": "31", "name": "Done", "from": "In Progress", "to": "Done"},
+)
 
 
 class JiraStandIn(StandIn):
@@ -291,6 +299,8 @@ class JiraStandIn(StandIn):
         self.legacy_search = legacy_search if email is not None else True
         self.reject = reject
         self.issues: dict[str, dict[str, Any]] = {}
+        self.comments: dict[str, list[dict[str, Any]]] = {}
+        self.transitions: list[tuple[str, str]] = []  # (issue key, transition id) applied
         self._numbers = itertools.count(1)
         super().__init__(latency)
 
@@ -304,7 +314,47 @@ class JiraStandIn(StandIn):
             return self._create_bulk(body, headers)
         if method == "GET" and path in ("/rest/api/2/search", "/rest/api/2/search/jql"):
             return self._search(path, query)
-        return 404, {"errorMessages": ["Not found"], "errors": {}}, None
+        match = re.fullmatch(r"/rest/api/2/issue/([A-Z][A-Z0-9_]*-[0-9]+)/(comment|transitions)", path)
+        if match and match.group(1) in self.issues:
+            key, what = match.groups()
+            if what == "comment":
+                return self._comment(key, method, body, headers)
+            return self._transitions(key, method, body, headers)
+        missing = "Issue does not exist or you do not have permission to see it."
+        return 404, {"errorMessages": [missing], "errors": {}}, None
+
+    def _comment(self, key: str, method: str, body: bytes, headers: dict[str, str]):
+        """REST v2 comments: POST {"body": text} -> 201; GET -> {startAt, maxResults, total, comments}."""
+        comments = self.comments.setdefault(key, [])
+        if method == "GET":
+            return 200, {"startAt": 0, "maxResults": 100, "total": len(comments), "comments": comments}, None
+        if method != "POST":
+            return 405, None, None
+        payload = self._json(body, headers)
+        if set(payload) != {"body"} or not isinstance(payload["body"], str) or not payload["body"].strip():
+            self.violation(f"JIRA: comment body is not {{'body': text}}: {payload!r}")
+            return 400, {"errorMessages": [], "errors": {"comment": "Comment body can not be empty!"}}, None
+        comment = {"id": str(10000 + sum(map(len, self.comments.values()))), "body": payload["body"]}
+        comments.append(comment)
+        return 201, {**comment, "self": f"{self.url}/rest/api/2/issue/{key}/comment/{comment['id']}"}, None
+
+    def _transitions(self, key: str, method: str, body: bytes, headers: dict[str, str]):
+        """GET -> {"transitions": [{id, name, to}]} available from the issue's status; POST
+        {"transition": {"id"}} -> 204, 400 when that transition is not available now."""
+        status = self.issues[key].setdefault("_status", "To Do")
+        available = [t for t in JIRA_WORKFLOW if t["from"] == status]
+        if method == "GET":
+            shown = [{"id": t["id"], "name": t["name"], "to": {"name": t["to"]}} for t in available]
+            return 200, {"transitions": shown}, None
+        payload = self._json(body, headers)
+        wanted = (payload.get("transition") or {}).get("id") if isinstance(payload, dict) else None
+        chosen = [t for t in available if t["id"] == wanted]
+        if not chosen:
+            refusal = f"Transition id '{wanted}' is not valid for this issue."
+            return 400, {"errorMessages": [refusal], "errors": {}}, None
+        self.issues[key]["_status"] = chosen[0]["to"]
+        self.transitions.append((key, chosen[0]["id"]))
+        return 204, None, None
 
     def _json(self, body: bytes, headers: dict[str, str]) -> Any:
         if "application/json" not in headers.get("content-type", ""):
@@ -425,6 +475,9 @@ class JiraStandIn(StandIn):
 
 # -- ServiceNow Table API ---------------------------------------------------------------------------
 
+# What resolving an incident sets (the Table API's PATCH; close_code and close_notes are mandatory
+# when state becomes Resolved in the default incident data policy).
+SERVICENOW_RESOLVE_FIELDS = {"state", "close_code", "close_notes"}
 SERVICENOW_FIELDS = {
     "short_description",
     "description",
@@ -449,6 +502,7 @@ class ServiceNowStandIn(StandIn):
         self.username, self.password, self.table = username, password, table
         self.reject = reject
         self.records: list[dict[str, Any]] = []
+        self.patches: list[tuple[str, dict[str, Any]]] = []  # (number, fields) per PATCH
         self._numbers = itertools.count(10001)
         super().__init__(latency)
 
@@ -459,6 +513,9 @@ class ServiceNowStandIn(StandIn):
     def handle(self, method, path, query, headers, body):
         if headers.get("authorization") != _basic(self.username, self.password):
             return self._error(401, "User Not Authenticated", "Required to provide Auth information")
+        record_path = re.fullmatch(rf"/api/now/table/{self.table}/([0-9a-f]{{32}})", path)
+        if record_path and method == "PATCH":
+            return self._patch(record_path.group(1), body, headers, (query.get("sysparm_fields") or [""])[0])
         if path != f"/api/now/table/{self.table}":
             return self._error(400, "Invalid table", path)
         if "application/json" not in headers.get("accept", ""):
@@ -505,8 +562,30 @@ class ServiceNowStandIn(StandIn):
         self.records.append(record)
         return 201, {"result": self._project(record, fields)}, {"Location": f"{self.url}/api/now/table/x"}
 
+    def _patch(self, sys_id: str, body: bytes, headers: dict[str, str], fields: str):
+        """PATCH /api/now/table/{table}/{sys_id}: the fields given change -> 200 {"result": record}."""
+        found = [r for r in self.records if r["sys_id"] == sys_id]
+        if not found:
+            return self._error(404, "No Record found", "Record doesn't exist or ACL restricts retrieval")
+        if "application/json" not in headers.get("content-type", ""):
+            self.violation("ServiceNow: PATCH without Content-Type application/json")
+        payload = json.loads(body)
+        for name, value in payload.items():
+            if name not in SERVICENOW_RESOLVE_FIELDS or not isinstance(value, str):
+                self.violation(f"ServiceNow: unexpected PATCH field {name}={value!r}")
+        closing = payload.get("state") in ("6", "7")
+        if closing and not (payload.get("close_code") and payload.get("close_notes")):
+            self.violation("ServiceNow: resolving needs close_code and close_notes (data policy)")
+        found[0].update(payload)
+        self.patches.append((found[0]["number"], payload))
+        return 200, {"result": self._project(found[0], fields)}, None
+
     def _query(self, query: dict[str, list[str]], fields: str):
         raw = (query.get("sysparm_query") or [""])[0]
+        by_number = re.fullmatch(r"number=(\w+)", raw)
+        if by_number:
+            found = [self._project(r, fields) for r in self.records if r["number"] == by_number.group(1)]
+            return 200, {"result": found}, None
         match = re.fullmatch(r"correlation_idIN([^^]+)(\^ORDERBYsys_created_on)?", raw)
         if not match:
             self.violation(f"ServiceNow: unexpected sysparm_query {raw!r}")

@@ -35,6 +35,7 @@ from server.connectors.manual import ManualConnector
 from server.domain.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from server.domain.dispatch import (
     Connector,
+    ResolutionRequest,
     TargetDown,
     TargetSystem,
     TicketRef,
@@ -541,6 +542,17 @@ class FakeDeliveryRepository(_Repository):
             raise ConstraintViolation("delivery_attempts: no such delivery")
         tables.delivery_attempts.update(new)
 
+    def for_exceptions(self, tenant_id: str, exception_ids: Iterable[str]) -> list[Delivery]:
+        wanted = {u for u in map(_uuid, exception_ids) if u is not None}
+        if not wanted:
+            return []
+        rows = [
+            d
+            for d in self._read().deliveries.values()
+            if d.tenant_id == tenant_id and d.exception_id in wanted
+        ]
+        return sorted(rows, key=lambda d: (d.created_at, d.id))
+
     def for_exception(self, tenant_id: str, exception_id: str) -> list[Delivery]:
         eid = _uuid(exception_id)
         if eid is None:
@@ -905,6 +917,7 @@ class FakeTarget:
         self.batch_size = batch_size
         self.tickets: list[tuple[str, TicketRef]] = []  # (marker, ticket), every one ever created
         self.requests: list[TicketRequest] = []
+        self.resolutions: list[ResolutionRequest] = []
         self.cues: dict[str, list[DomainError | Exception | str]] = {}
         self._lock = threading.Lock()  # the delivery workers' attempts run on a pool
 
@@ -932,6 +945,12 @@ class FakeTarget:
                     TargetDown("the answer was lost", maybe_created=True) if cue == LOSE_ANSWER else ref
                 )
             return answers
+
+    def resolve(self, request: ResolutionRequest) -> TicketRef | DomainError:
+        """Records the resolution once per marker (a retry after a lost answer finds it)."""
+        with self._lock:
+            self.resolutions.append(request)
+            return TicketRef(request.ticket, acknowledged=True, http_status=200)
 
     def _create(self, marker: str) -> TicketRef:
         ref = TicketRef(f"{self.target.value}-{len(self.tickets) + 1}", acknowledged=True, http_status=201)

@@ -410,6 +410,48 @@ def test_targets_and_tokens_alike(both):
     both(scenario)
 
 
+def test_integration_reads_and_writes_alike(both):
+    """Inbound hooks and outbound status (API.md §9): a target by its hook id, the events a hook
+    applied, exceptions by their ticket, and the deliveries of several exceptions."""
+
+    def scenario(uow):
+        later = T0 + timedelta(days=8)
+        with uow(write=True) as u:
+            hooked = StoredTarget("tenant-a", TargetSystem.JIRA, {}, "c1", T0, T0, inbound_hook_id="hook-a")
+            u.targets.put(hooked)
+            u.targets.put(StoredTarget("tenant-b", TargetSystem.JIRA, {}, "c2", T0, T0))
+            u.exceptions.add_many(
+                [
+                    exception(1, external_system="JIRA", external_issue_id="OPS-1"),
+                    exception(2, external_system="JIRA", external_issue_id="OPS-1"),
+                    exception(3, external_system="SERVICENOW", external_issue_id="OPS-1"),
+                    exception(4, "tenant-b", external_system="JIRA", external_issue_id="OPS-1"),
+                ]
+            )
+            u.deliveries.add_many([delivery(1), delivery(2), delivery(3, "tenant-b")])
+            events = [
+                u.targets.record_inbound_event("tenant-a", TargetSystem.JIRA, "e1", T0),
+                u.targets.record_inbound_event("tenant-a", TargetSystem.JIRA, "e1", T0),
+                u.targets.record_inbound_event("tenant-a", TargetSystem.SERVICENOW, "e1", T0),
+                u.targets.record_inbound_event("tenant-b", TargetSystem.JIRA, "e1", T0),
+                # A week later the first events are forgotten: e1 is new again for tenant-a's JIRA.
+                u.targets.record_inbound_event("tenant-a", TargetSystem.JIRA, "e2", later),
+                u.targets.record_inbound_event("tenant-a", TargetSystem.JIRA, "e1", later),
+            ]
+        with uow(write=False) as u:
+            return (
+                events,
+                u.targets.by_hook_id("hook-a"),
+                u.targets.by_hook_id("nope"),
+                [e.id for e in u.exceptions.find_by_ticket("tenant-a", "JIRA", "OPS-1")],
+                u.exceptions.find_by_ticket("tenant-a", "JIRA", "OPS-2"),
+                [d.id for d in u.deliveries.for_exceptions("tenant-a", [IDS[0], IDS[1], IDS[2], "bad"])],
+                u.deliveries.for_exceptions("tenant-a", []),
+            )
+
+    both(scenario)
+
+
 # -- units of work, counters, idempotency keys ------------------------------------------------------
 
 

@@ -198,6 +198,17 @@ class SqlDeliveryRepository:
         attempts = self._attempts([r.id for r in rows])
         return [_from_row(r, attempts.get(r.id, ())) for r in rows]
 
+    def for_exceptions(self, tenant_id: str, exception_ids: Iterable[str]) -> list[Delivery]:
+        ids = canonical_uuids(exception_ids)
+        if not ids:
+            return []
+        stmt = (
+            sa.select(t)
+            .where(t.c.tenant_id == tenant_id, t.c.exception_id.in_(ids))
+            .order_by(t.c.created_at, t.c.id)
+        )
+        return [_from_row(r, ()) for r in self._conn.execute(stmt)]
+
     def page(
         self,
         tenant_id: str,

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from reconrouter.api.v1 import options_pb2 as reconrouter_dot_api_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*reconrouter/deliveries/v1/deliveries.proto\x12\x19reconrouter.deliveries.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reconrouter/api/v1/options.proto\"\x98\x05\n\x08\x44\x65livery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xception_id\x18\x02 \x01(\t\x12\x15\n\rtarget_system\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x38\n\x05state\x18\x05 \x01(\x0e\x32).reconrouter.deliveries.v1.Delivery.State\x12\x15\n\rattempt_count\x18\x06 \x01(\x05\x12\x33\n\x0fnext_attempt_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\nlast_error\x18\x08 \x01(\tH\x00\x88\x01\x01\x12\x1f\n\x12\x65xternal_reference\x18\t \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x08\x61ttempts\x18\r \x03(\x0b\x32*.reconrouter.deliveries.v1.DeliveryAttempt\x12\x18\n\x0blast_reason\x18\x0e \x01(\tH\x02\x88\x01\x01\"d\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\r\n\tIN_FLIGHT\x10\x02\x12\r\n\tDELIVERED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x42\r\n\x0b_last_errorB\x15\n\x13_external_referenceB\x0e\n\x0c_last_reason\"\xdd\x02\n\x0f\x44\x65liveryAttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x05\x12\x43\n\x07outcome\x18\x04 \x01(\x0e\x32\x32.reconrouter.deliveries.v1.DeliveryAttempt.Outcome\x12\x18\n\x0bhttp_status\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\x05\x65rror\x18\x06 \x01(\tH\x01\x88\x01\x01\"h\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\r\n\tDELIVERED\x10\x01\x12\x13\n\x0fRETRYABLE_ERROR\x10\x02\x12\x13\n\x0fPERMANENT_ERROR\x10\x03\x12\x0b\n\x07TIMEOUT\x10\x04\x42\x0e\n\x0c_http_statusB\x08\n\x06_error\"6\n\x1eListExceptionDeliveriesRequest\x12\x14\n\x0c\x65xception_id\x18\x01 \x01(\t\"U\n\x1fListExceptionDeliveriesResponse\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.reconrouter.deliveries.v1.Delivery\"\x87\x01\n\x15ListDeliveriesRequest\x12\x38\n\x05state\x18\x01 \x01(\x0e\x32).reconrouter.deliveries.v1.Delivery.State\x12\x15\n\rtarget_system\x18\x02 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\x82\x01\n\x16ListDeliveriesResponse\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.reconrouter.deliveries.v1.Delivery\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x10\n\x08has_more\x18\x04 \x01(\x08\")\n\x12GetDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"+\n\x14RetryDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\",\n\x15\x43\x61ncelDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"2\n\x1a\x42ulkRetryDeliveriesRequest\x12\x14\n\x0c\x64\x65livery_ids\x18\x01 \x03(\t\"v\n\x12\x42ulkDeliveryResult\x12\x11\n\tsucceeded\x18\x01 \x03(\t\x12>\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32..reconrouter.deliveries.v1.BulkDeliveryFailure\x12\r\n\x05total\x18\x03 \x01(\x05\"I\n\x13\x42ulkDeliveryFailure\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xdd\x08\n\x11\x44\x65liveriesService\x12\xd5\x01\n\x17ListExceptionDeliveries\x12\x39.reconrouter.deliveries.v1.ListExceptionDeliveriesRequest\x1a:.reconrouter.deliveries.v1.ListExceptionDeliveriesResponse\"C\x8a\xb5\x18\x0f\x65xceptions:read\x82\xd3\xe4\x93\x02*\x12(/v1/exceptions/{exception_id}/deliveries\x12\xa0\x01\n\x0eListDeliveries\x12\x30.reconrouter.deliveries.v1.ListDeliveriesRequest\x1a\x31.reconrouter.deliveries.v1.ListDeliveriesResponse\")\x8a\xb5\x18\x0f\x65xceptions:read\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/deliveries\x12\x9a\x01\n\x0bGetDelivery\x12-.reconrouter.deliveries.v1.GetDeliveryRequest\x1a#.reconrouter.deliveries.v1.Delivery\"7\x8a\xb5\x18\x0f\x65xceptions:read\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/deliveries/{delivery_id}\x12\xb7\x01\n\rRetryDelivery\x12/.reconrouter.deliveries.v1.RetryDeliveryRequest\x1a#.reconrouter.deliveries.v1.Delivery\"P\x8a\xb5\x18\x13\x65xceptions:dispatch\x9a\xb5\x18\x08\x64ispatch\x82\xd3\xe4\x93\x02\'\"\"/v1/deliveries/{delivery_id}/retry:\x01*\x12\xae\x01\n\x0e\x43\x61ncelDelivery\x12\x30.reconrouter.deliveries.v1.CancelDeliveryRequest\x1a#.reconrouter.deliveries.v1.Delivery\"E\x8a\xb5\x18\x13\x65xceptions:dispatch\x82\xd3\xe4\x93\x02(\"#/v1/deliveries/{delivery_id}/cancel:\x01*\x12\xc4\x01\n\x13\x42ulkRetryDeliveries\x12\x35.reconrouter.deliveries.v1.BulkRetryDeliveriesRequest\x1a-.reconrouter.deliveries.v1.BulkDeliveryResult\"G\x8a\xb5\x18\x13\x65xceptions:dispatch\x9a\xb5\x18\x08\x64ispatch\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/deliveries/bulk/retry:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*reconrouter/deliveries/v1/deliveries.proto\x12\x19reconrouter.deliveries.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a reconrouter/api/v1/options.proto\"\xa6\x05\n\x08\x44\x65livery\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x65xception_id\x18\x02 \x01(\t\x12\x15\n\rtarget_system\x18\x03 \x01(\t\x12\r\n\x05queue\x18\x04 \x01(\t\x12\x38\n\x05state\x18\x05 \x01(\x0e\x32).reconrouter.deliveries.v1.Delivery.State\x12\x15\n\rattempt_count\x18\x06 \x01(\x05\x12\x33\n\x0fnext_attempt_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\nlast_error\x18\x08 \x01(\tH\x00\x88\x01\x01\x12\x1f\n\x12\x65xternal_reference\x18\t \x01(\tH\x01\x88\x01\x01\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x64\x65livered_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12<\n\x08\x61ttempts\x18\r \x03(\x0b\x32*.reconrouter.deliveries.v1.DeliveryAttempt\x12\x18\n\x0blast_reason\x18\x0e \x01(\tH\x02\x88\x01\x01\x12\x0c\n\x04kind\x18\x0f \x01(\t\"d\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\r\n\tIN_FLIGHT\x10\x02\x12\r\n\tDELIVERED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\x42\r\n\x0b_last_errorB\x15\n\x13_external_referenceB\x0e\n\x0c_last_reason\"\xdd\x02\n\x0f\x44\x65liveryAttempt\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\x05\x12\x43\n\x07outcome\x18\x04 \x01(\x0e\x32\x32.reconrouter.deliveries.v1.DeliveryAttempt.Outcome\x12\x18\n\x0bhttp_status\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x12\n\x05\x65rror\x18\x06 \x01(\tH\x01\x88\x01\x01\"h\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\r\n\tDELIVERED\x10\x01\x12\x13\n\x0fRETRYABLE_ERROR\x10\x02\x12\x13\n\x0fPERMANENT_ERROR\x10\x03\x12\x0b\n\x07TIMEOUT\x10\x04\x42\x0e\n\x0c_http_statusB\x08\n\x06_error\"6\n\x1eListExceptionDeliveriesRequest\x12\x14\n\x0c\x65xception_id\x18\x01 \x01(\t\"U\n\x1fListExceptionDeliveriesResponse\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.reconrouter.deliveries.v1.Delivery\"\x87\x01\n\x15ListDeliveriesRequest\x12\x38\n\x05state\x18\x01 \x01(\x0e\x32).reconrouter.deliveries.v1.Delivery.State\x12\x15\n\rtarget_system\x18\x02 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\"\x82\x01\n\x16ListDeliveriesResponse\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.reconrouter.deliveries.v1.Delivery\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x10\n\x08has_more\x18\x04 \x01(\x08\")\n\x12GetDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"+\n\x14RetryDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\",\n\x15\x43\x61ncelDeliveryRequest\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\"2\n\x1a\x42ulkRetryDeliveriesRequest\x12\x14\n\x0c\x64\x65livery_ids\x18\x01 \x03(\t\"v\n\x12\x42ulkDeliveryResult\x12\x11\n\tsucceeded\x18\x01 \x03(\t\x12>\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32..reconrouter.deliveries.v1.BulkDeliveryFailure\x12\r\n\x05total\x18\x03 \x01(\x05\"I\n\x13\x42ulkDeliveryFailure\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xdd\x08\n\x11\x44\x65liveriesService\x12\xd5\x01\n\x17ListExceptionDeliveries\x12\x39.reconrouter.deliveries.v1.ListExceptionDeliveriesRequest\x1a:.reconrouter.deliveries.v1.ListExceptionDeliveriesResponse\"C\x8a\xb5\x18\x0f\x65xceptions:read\x82\xd3\xe4\x93\x02*\x12(/v1/exceptions/{exception_id}/deliveries\x12\xa0\x01\n\x0eListDeliveries\x12\x30.reconrouter.deliveries.v1.ListDeliveriesRequest\x1a\x31.reconrouter.deliveries.v1.ListDeliveriesResponse\")\x8a\xb5\x18\x0f\x65xceptions:read\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/deliveries\x12\x9a\x01\n\x0bGetDelivery\x12-.reconrouter.deliveries.v1.GetDeliveryRequest\x1a#.reconrouter.deliveries.v1.Delivery\"7\x8a\xb5\x18\x0f\x65xceptions:read\x82\xd3\xe4\x93\x02\x1e\x12\x1c/v1/deliveries/{delivery_id}\x12\xb7\x01\n\rRetryDelivery\x12/.reconrouter.deliveries.v1.RetryDeliveryRequest\x1a#.reconrouter.deliveries.v1.Delivery\"P\x8a\xb5\x18\x13\x65xceptions:dispatch\x9a\xb5\x18\x08\x64ispatch\x82\xd3\xe4\x93\x02\'\"\"/v1/deliveries/{delivery_id}/retry:\x01*\x12\xae\x01\n\x0e\x43\x61ncelDelivery\x12\x30.reconrouter.deliveries.v1.CancelDeliveryRequest\x1a#.reconrouter.deliveries.v1.Delivery\"E\x8a\xb5\x18\x13\x65xceptions:dispatch\x82\xd3\xe4\x93\x02(\"#/v1/deliveries/{delivery_id}/cancel:\x01*\x12\xc4\x01\n\x13\x42ulkRetryDeliveries\x12\x35.reconrouter.deliveries.v1.BulkRetryDeliveriesRequest\x1a-.reconrouter.deliveries.v1.BulkDeliveryResult\"G\x8a\xb5\x18\x13\x65xceptions:dispatch\x9a\xb5\x18\x08\x64ispatch\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/deliveries/bulk/retry:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,33 +47,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELIVERIESSERVICE'].methods_by_name['BulkRetryDeliveries']._loaded_options = None
   _globals['_DELIVERIESSERVICE'].methods_by_name['BulkRetryDeliveries']._serialized_options = b'\212\265\030\023exceptions:dispatch\232\265\030\010dispatch\202\323\344\223\002\036\"\031/v1/deliveries/bulk/retry:\001*'
   _globals['_DELIVERY']._serialized_start=171
-  _globals['_DELIVERY']._serialized_end=835
-  _globals['_DELIVERY_STATE']._serialized_start=681
-  _globals['_DELIVERY_STATE']._serialized_end=781
-  _globals['_DELIVERYATTEMPT']._serialized_start=838
-  _globals['_DELIVERYATTEMPT']._serialized_end=1187
-  _globals['_DELIVERYATTEMPT_OUTCOME']._serialized_start=1057
-  _globals['_DELIVERYATTEMPT_OUTCOME']._serialized_end=1161
-  _globals['_LISTEXCEPTIONDELIVERIESREQUEST']._serialized_start=1189
-  _globals['_LISTEXCEPTIONDELIVERIESREQUEST']._serialized_end=1243
-  _globals['_LISTEXCEPTIONDELIVERIESRESPONSE']._serialized_start=1245
-  _globals['_LISTEXCEPTIONDELIVERIESRESPONSE']._serialized_end=1330
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1333
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1468
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1471
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1601
-  _globals['_GETDELIVERYREQUEST']._serialized_start=1603
-  _globals['_GETDELIVERYREQUEST']._serialized_end=1644
-  _globals['_RETRYDELIVERYREQUEST']._serialized_start=1646
-  _globals['_RETRYDELIVERYREQUEST']._serialized_end=1689
-  _globals['_CANCELDELIVERYREQUEST']._serialized_start=1691
-  _globals['_CANCELDELIVERYREQUEST']._serialized_end=1735
-  _globals['_BULKRETRYDELIVERIESREQUEST']._serialized_start=1737
-  _globals['_BULKRETRYDELIVERIESREQUEST']._serialized_end=1787
-  _globals['_BULKDELIVERYRESULT']._serialized_start=1789
-  _globals['_BULKDELIVERYRESULT']._serialized_end=1907
-  _globals['_BULKDELIVERYFAILURE']._serialized_start=1909
-  _globals['_BULKDELIVERYFAILURE']._serialized_end=1982
-  _globals['_DELIVERIESSERVICE']._serialized_start=1985
-  _globals['_DELIVERIESSERVICE']._serialized_end=3102
+  _globals['_DELIVERY']._serialized_end=849
+  _globals['_DELIVERY_STATE']._serialized_start=695
+  _globals['_DELIVERY_STATE']._serialized_end=795
+  _globals['_DELIVERYATTEMPT']._serialized_start=852
+  _globals['_DELIVERYATTEMPT']._serialized_end=1201
+  _globals['_DELIVERYATTEMPT_OUTCOME']._serialized_start=1071
+  _globals['_DELIVERYATTEMPT_OUTCOME']._serialized_end=1175
+  _globals['_LISTEXCEPTIONDELIVERIESREQUEST']._serialized_start=1203
+  _globals['_LISTEXCEPTIONDELIVERIESREQUEST']._serialized_end=1257
+  _globals['_LISTEXCEPTIONDELIVERIESRESPONSE']._serialized_start=1259
+  _globals['_LISTEXCEPTIONDELIVERIESRESPONSE']._serialized_end=1344
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1347
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1482
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1485
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1615
+  _globals['_GETDELIVERYREQUEST']._serialized_start=1617
+  _globals['_GETDELIVERYREQUEST']._serialized_end=1658
+  _globals['_RETRYDELIVERYREQUEST']._serialized_start=1660
+  _globals['_RETRYDELIVERYREQUEST']._serialized_end=1703
+  _globals['_CANCELDELIVERYREQUEST']._serialized_start=1705
+  _globals['_CANCELDELIVERYREQUEST']._serialized_end=1749
+  _globals['_BULKRETRYDELIVERIESREQUEST']._serialized_start=1751
+  _globals['_BULKRETRYDELIVERIESREQUEST']._serialized_end=1801
+  _globals['_BULKDELIVERYRESULT']._serialized_start=1803
+  _globals['_BULKDELIVERYRESULT']._serialized_end=1921
+  _globals['_BULKDELIVERYFAILURE']._serialized_start=1923
+  _globals['_BULKDELIVERYFAILURE']._serialized_end=1996
+  _globals['_DELIVERIESSERVICE']._serialized_start=1999
+  _globals['_DELIVERIESSERVICE']._serialized_end=3116
 # @@protoc_insertion_point(module_scope)

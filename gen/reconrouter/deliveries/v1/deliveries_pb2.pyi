@@ -13,7 +13,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Delivery(_message.Message):
-    __slots__ = ("id", "exception_id", "target_system", "queue", "state", "attempt_count", "next_attempt_at", "last_error", "external_reference", "created_at", "updated_at", "delivered_at", "attempts", "last_reason")
+    __slots__ = ("id", "exception_id", "target_system", "queue", "state", "attempt_count", "next_attempt_at", "last_error", "external_reference", "created_at", "updated_at", "delivered_at", "attempts", "last_reason", "kind")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Delivery.State]
@@ -42,6 +42,7 @@ class Delivery(_message.Message):
     DELIVERED_AT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     LAST_REASON_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     id: str
     exception_id: str
     target_system: str
@@ -56,7 +57,8 @@ class Delivery(_message.Message):
     delivered_at: _timestamp_pb2.Timestamp
     attempts: _containers.RepeatedCompositeFieldContainer[DeliveryAttempt]
     last_reason: str
-    def __init__(self, id: _Optional[str] = ..., exception_id: _Optional[str] = ..., target_system: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[Delivery.State, str]] = ..., attempt_count: _Optional[int] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., external_reference: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[DeliveryAttempt, _Mapping]]] = ..., last_reason: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, id: _Optional[str] = ..., exception_id: _Optional[str] = ..., target_system: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[Delivery.State, str]] = ..., attempt_count: _Optional[int] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_error: _Optional[str] = ..., external_reference: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[DeliveryAttempt, _Mapping]]] = ..., last_reason: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class DeliveryAttempt(_message.Message):
     __slots__ = ("number", "started_at", "duration_ms", "outcome", "http_status", "error")

@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PutTargetRequest(_message.Message):
-    __slots__ = ("target_system", "base_url", "email", "api_token", "project_key", "issue_type", "instance_url", "username", "password", "table", "url", "secret", "signature_scheme", "inbound_secret")
+    __slots__ = ("target_system", "base_url", "email", "api_token", "project_key", "issue_type", "instance_url", "username", "password", "table", "url", "secret", "signature_scheme", "inbound_secret", "resolve_transition_id", "resolve_close_code")
     TARGET_SYSTEM_FIELD_NUMBER: _ClassVar[int]
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,8 @@ class PutTargetRequest(_message.Message):
     SECRET_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_SCHEME_FIELD_NUMBER: _ClassVar[int]
     INBOUND_SECRET_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_TRANSITION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_CLOSE_CODE_FIELD_NUMBER: _ClassVar[int]
     target_system: str
     base_url: str
     email: str
@@ -41,7 +43,9 @@ class PutTargetRequest(_message.Message):
     secret: str
     signature_scheme: str
     inbound_secret: str
-    def __init__(self, target_system: _Optional[str] = ..., base_url: _Optional[str] = ..., email: _Optional[str] = ..., api_token: _Optional[str] = ..., project_key: _Optional[str] = ..., issue_type: _Optional[str] = ..., instance_url: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., table: _Optional[str] = ..., url: _Optional[str] = ..., secret: _Optional[str] = ..., signature_scheme: _Optional[str] = ..., inbound_secret: _Optional[str] = ...) -> None: ...
+    resolve_transition_id: str
+    resolve_close_code: str
+    def __init__(self, target_system: _Optional[str] = ..., base_url: _Optional[str] = ..., email: _Optional[str] = ..., api_token: _Optional[str] = ..., project_key: _Optional[str] = ..., issue_type: _Optional[str] = ..., instance_url: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., table: _Optional[str] = ..., url: _Optional[str] = ..., secret: _Optional[str] = ..., signature_scheme: _Optional[str] = ..., inbound_secret: _Optional[str] = ..., resolve_transition_id: _Optional[str] = ..., resolve_close_code: _Optional[str] = ...) -> None: ...
 
 class GetTargetRequest(_message.Message):
     __slots__ = ("target_system",)
@@ -88,7 +92,7 @@ class RotateTargetSecretRequest(_message.Message):
     def __init__(self, target_system: _Optional[str] = ...) -> None: ...
 
 class Target(_message.Message):
-    __slots__ = ("target_system", "base_url", "project_key", "issue_type", "instance_url", "table", "url", "configured_secrets", "created_at", "updated_at", "paused", "signature_scheme", "secret", "previous_secret_expires_at", "inbound_path")
+    __slots__ = ("target_system", "base_url", "project_key", "issue_type", "instance_url", "table", "url", "configured_secrets", "created_at", "updated_at", "paused", "signature_scheme", "secret", "previous_secret_expires_at", "inbound_path", "resolve_transition_id", "resolve_close_code")
     TARGET_SYSTEM_FIELD_NUMBER: _ClassVar[int]
     BASE_URL_FIELD_NUMBER: _ClassVar[int]
     PROJECT_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +108,8 @@ class Target(_message.Message):
     SECRET_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_SECRET_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     INBOUND_PATH_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_TRANSITION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESOLVE_CLOSE_CODE_FIELD_NUMBER: _ClassVar[int]
     target_system: str
     base_url: str
     project_key: str
@@ -119,4 +125,6 @@ class Target(_message.Message):
     secret: str
     previous_secret_expires_at: _timestamp_pb2.Timestamp
     inbound_path: str
-    def __init__(self, target_system: _Optional[str] = ..., base_url: _Optional[str] = ..., project_key: _Optional[str] = ..., issue_type: _Optional[str] = ..., instance_url: _Optional[str] = ..., table: _Optional[str] = ..., url: _Optional[str] = ..., configured_secrets: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paused: _Optional[bool] = ..., signature_scheme: _Optional[str] = ..., secret: _Optional[str] = ..., previous_secret_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inbound_path: _Optional[str] = ...) -> None: ...
+    resolve_transition_id: str
+    resolve_close_code: str
+    def __init__(self, target_system: _Optional[str] = ..., base_url: _Optional[str] = ..., project_key: _Optional[str] = ..., issue_type: _Optional[str] = ..., instance_url: _Optional[str] = ..., table: _Optional[str] = ..., url: _Optional[str] = ..., configured_secrets: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., paused: _Optional[bool] = ..., signature_scheme: _Optional[str] = ..., secret: _Optional[str] = ..., previous_secret_expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inbound_path: _Optional[str] = ..., resolve_transition_id: _Optional[str] = ..., resolve_close_code: _Optional[str] = ...) -> None: ...
