@@ -140,6 +140,9 @@ def test_servicenow_state_6_resolves_with_the_close_notes(linked, servicenow, an
     )
     response = anonymous.post(linked.sn_path, content=body, headers=headers)
     assert response.status_code == 200 and response.json()["status"] == "APPLIED", response.text
+    # The rule re-sent for the same update (same sys_id and sys_updated_on): applied once.
+    again = anonymous.post(linked.sn_path, content=body, headers=headers)
+    assert again.status_code == 200 and again.json()["status"] == "DUPLICATE", again.text
     after = linked.get(exception_id)
     assert (after["status"], after["resolution_notes"]) == ("RESOLVED", "Fee reversed")
     assert [c["actor_id"] for c in linked.callbacks(exception_id)] == ["hook:SERVICENOW"] * 2
