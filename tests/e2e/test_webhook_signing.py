@@ -5,9 +5,14 @@ and the previous `X-Signature-256` scheme per target."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+import sqlalchemy as sa
 import standardwebhooks
 
+from server.storage.engine import make_engine
+from server.storage.tables import idempotency_keys
 from tests.support.databases import database_urls
 from tests.support.deliveries import delivery_stack, wait_for, wait_state
 from tests.support.dispatch import Tenant
@@ -116,3 +121,21 @@ def test_rotation_is_for_configured_webhooks_only(stack, tenant):
     assert missing.status_code == 404, missing.text
     manual = tenant.http.post("/v1/targets/JIRA/rotate-secret", json={})
     assert manual.status_code == 422 and manual.json()["details"][0]["reason"] == "INVALID_STATE"
+
+
+def test_a_replayed_put_does_not_show_the_generated_secret_again_and_none_is_stored(stack, tenant):
+    key = {"Idempotency-Key": f"put-{uuid.uuid4().hex}"}
+    with WebhookReceiver() as receiver:
+        first = tenant.http.put("/v1/targets/WEBHOOK", json={"url": receiver.url}, headers=key)
+        replay = tenant.http.put("/v1/targets/WEBHOOK", json={"url": receiver.url}, headers=key)
+    secret = first.json()["secret"]
+    assert first.headers["X-Idempotency-Replayed"] == "false" and secret.startswith("whsec_")
+    assert replay.headers["X-Idempotency-Replayed"] == "true" and "secret" not in replay.json()
+    assert replay.json()["url"] == first.json()["url"]
+    engine = make_engine(stack.database_url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            stored = [r.response for r in conn.execute(sa.select(idempotency_keys.c.response)) if r.response]
+    finally:
+        engine.dispose()
+    assert stored and not any(secret.encode() in blob for blob in stored)

@@ -70,8 +70,9 @@ class IdempotencyInterceptor(UnaryInterceptor):
         try:
             with self._store.transaction() as tx:
                 response: Message = proceed(request, context)
+                stored = _without_shown_once_secret(response)
                 self._store.complete(
-                    tx, claim, response.SerializeToString(), response.DESCRIPTOR.full_name, self._clock()
+                    tx, claim, stored.SerializeToString(), response.DESCRIPTOR.full_name, self._clock()
                 )
         except BaseException:
             # The handler's writes rolled back with the transaction; free the key so that a
@@ -95,3 +96,15 @@ def _replay(info: MethodInfo, stored: StoredResponse) -> Message:
         # Only possible if the contract changed a response type under a live key.
         raise RuntimeError(f"stored {stored.response_type} cannot answer {info.full_name} ({expected})")
     return info.response_type.FromString(stored.response)
+
+
+def _without_shown_once_secret(response: Message) -> Message:
+    """A secret the service generated is shown in its answer once (a target's `secret`, API.md §9):
+    the stored copy that replays answer from leaves it out, so it is never kept in clear."""
+    field = response.DESCRIPTOR.fields_by_name.get("secret")
+    if field is None or not response.HasField("secret"):
+        return response
+    copy = type(response)()
+    copy.CopyFrom(response)
+    copy.ClearField("secret")
+    return copy
