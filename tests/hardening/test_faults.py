@@ -210,7 +210,7 @@ def test_sigkill_mid_bulk_dispatch_then_the_same_key_dispatches_each_exception_o
         keys_by_exception: dict[str, set[tuple[str, str]]] = {}
         for recorded in receiver.requests:
             try:
-                exception_id = recorded.json()["exception"]["id"]
+                exception_id = recorded.json()["data"]["exception"]["id"]  # Standard Webhooks body
             except ValueError:
                 continue  # a body the SIGKILL cut short: never a delivery (the receiver refused it)
             keys_by_exception.setdefault(exception_id, set()).add(
