@@ -80,7 +80,7 @@ def test_bulk_resolve_comments_transitions_patches_and_notifies_once_each(stack,
     jira, servicenow, webhook = systems
     tenant = Tenant(stack)
     try:
-        configure(tenant, jira, servicenow, webhook)
+        path = configure(tenant, jira, servicenow, webhook)
         to_jira, to_servicenow, to_webhook = tenant.exceptions(2), tenant.exceptions(2), tenant.exceptions(1)
         keys = dispatch(tenant, to_jira, "JIRA")
         numbers = dispatch(tenant, to_servicenow, "SERVICENOW")
@@ -89,6 +89,11 @@ def test_bulk_resolve_comments_transitions_patches_and_notifies_once_each(stack,
         for eid in to_jira + to_servicenow + to_webhook:
             (pushed,) = resolutions(tenant, eid)
             wait_state(tenant, pushed["id"], "DELIVERED")
+        # JIRA answers our transition with its own issue_updated (Done): nothing changes, no loop.
+        body, headers = jira_issue_updated(jira, keys[to_jira[0]], "inbound-secret-0123456789")
+        echoed = tenant.http.post(path, content=body, headers={**headers, "Authorization": ""})
+        assert echoed.status_code == 200 and echoed.json()["status"] == "UNCHANGED", echoed.text
+        assert len(resolutions(tenant, to_jira[0])) == 1
     finally:
         tenant.close()
     # JIRA: one comment per issue, carrying the resolution; then transition 31 (To Do -> Done).
