@@ -54,16 +54,13 @@ def _purge(settings: Settings) -> None:
 
 def _deliver(settings: Settings) -> None:
     """Delivery workers alone (docs/delivery.md), until SIGTERM or SIGINT."""
-    import signal
-    import threading
-
     from prometheus_client import CollectorRegistry, start_http_server
 
     from server.bootstrap import build_app
+    from server.process.signals import StopSignals
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    # Counts signals only; an Event.set() inside a handler can deadlock a waiting main thread.
+    signals = StopSignals().install()
     registry = CollectorRegistry()
     if settings.metrics_port:
         # The delivery metrics of this process (docs/delivery.md); METRICS_PORT=0 for none.
@@ -71,7 +68,7 @@ def _deliver(settings: Settings) -> None:
     app = build_app(settings, metrics_registry=registry)
     try:
         app.start_delivery_worker()
-        stop.wait()
+        signals.wait()
         log.info("stopping delivery workers", extra={"grace_seconds": settings.shutdown_grace_seconds})
         app.stop_delivery_worker(settings.shutdown_grace_seconds)
     finally:
@@ -112,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"invalid setting: {exc}", file=sys.stderr)
         return 2
-    from server.logs import configure
+    from server.logs import access_log_destination, configure
+    from server.process.startup import StartupError
 
-    configure(settings.log_level)
+    local_run = args.command == "run"
+    level = settings.log_level or ("WARNING" if local_run else "INFO")
+    configure(level, access_log_destination(settings, local_run=local_run))
     try:
         if args.command == "serve":
             from server.process.serve import serve
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             _tokens(settings, args)
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 
