@@ -62,6 +62,23 @@ def read_rpc_paths(descriptor_path: Path = DESCRIPTOR) -> list[str]:
     return sorted(paths)
 
 
+def lua_route_table(descriptor_path: Path = DESCRIPTOR) -> str:
+    """Every REST binding as Lua table rows `{"GET", {"v1", "exceptions", "*"}, ""},` (method,
+    segments with `*`/`**` for variables, custom verb), from the descriptor set Envoy loads: the Lua
+    filter answers 405 with `Allow` for a known path called with a method it has no route for."""
+    from server.contract.methods import load_descriptor_set, methods_of_descriptor_set
+    from server.contract.routes import RouteTable
+
+    files, pool = load_descriptor_set(Path(descriptor_path).read_bytes())
+    table = RouteTable(methods_of_descriptor_set(files, pool))
+    rows = []
+    for route in sorted(table.routes, key=lambda r: (r.binding.path, r.binding.verb)):
+        segments = ", ".join(json.dumps(segment) for segment in route.segments)
+        rows.append(f"{{{json.dumps(route.binding.verb)}, {{{segments}}}, {json.dumps(route.verb)}}},")
+    # Indented for its place in the template's Lua block; `$` would be a placeholder.
+    return "\n".join(" " * 20 + row for row in rows).replace("$", "$$")
+
+
 def render_config(
     *,
     http_host: str = "127.0.0.1",
@@ -105,6 +122,7 @@ def render_config(
             f"              - {{ match: {{ path: {json.dumps(path)} }}, route: *retry_when_safe }}"
             for path in read_rpc_paths(descriptor_path)
         ),
+        "ROUTE_TABLE": lua_route_table(descriptor_path),
         "ADMIN_PORT": int(admin_port),
         "DESCRIPTOR": str(Path(descriptor_path).resolve()),
         # A JSON list is a valid YAML flow sequence and quotes every name.
