@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: help venv gen gen-check migrate run cluster test fuzz soak bench bench-quick bench-tools bench-idempotency bench-dispatch bench-bulk lint typecheck fmt clean
+.PHONY: help venv gen gen-check migrate run cluster test fuzz soak bench bench-quick bench-tools bench-idempotency bench-dispatch bench-bulk lint typecheck buf-lint buf-breaking fmt clean
 .DEFAULT_GOAL := help
 # A recipe that fails leaves no half-written target behind (gen/reconrouter.pb, the $(VENV) stamps).
 .DELETE_ON_ERROR:
@@ -13,7 +13,7 @@ help: ## this list
 	@echo 'usage: make TARGET [VAR=value ...]'
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo 'variables: PYTEST_ARGS, BENCH_ARGS (python -m bench --help), BENCH_DATABASE_URL, CLUSTER_DATABASE_URL,'
-	@echo '  REPLICAS, FUZZ_EXAMPLES, HYPOTHESIS_EXAMPLES, SOAK_SECONDS, VENV'
+	@echo '  REPLICAS, FUZZ_EXAMPLES, HYPOTHESIS_EXAMPLES, SOAK_SECONDS, BUF_AGAINST, VENV'
 
 # The virtualenv is (re)built when pyproject.toml changes. `make run` needs only the runtime
 # dependencies ($(RUNTIME)); test, lint and the hardening/bench targets add the dev extras ($(DEV)).
@@ -116,9 +116,31 @@ bench-tools: $(DEV) ## install wrk, h2load and py-spy when missing
 	@test -x $(VENV)/bin/py-spy || $(PY) -m pip install -q py-spy==$(PY_SPY_VERSION) \
 	  || echo "warning: py-spy could not be installed: the results will have no profile" >&2
 
-lint: typecheck ## ruff check, format check and the type check
+lint: typecheck buf-lint buf-breaking ## ruff check, format check, the type check, buf lint and buf breaking
 	$(VENV)/bin/ruff check server tests bench
 	$(VENV)/bin/ruff format --check server tests bench
+
+# buf (buf.yaml) from the npm registry (@bufbuild/buf ships the Linux binary), into $(VENV)/buf.
+# It reads the descriptor set make gen writes; --path keeps it to our files (buf.yaml says why).
+BUF_VERSION ?= 1.75.0
+BUF := $(VENV)/buf/node_modules/.bin/buf
+# The git revision whose committed gen/reconrouter.pb the protos must stay compatible with.
+BUF_AGAINST ?= main
+$(BUF):
+	@echo '==> installing buf $(BUF_VERSION) from the npm registry (@bufbuild/buf)'
+	npm install --no-audit --no-fund --loglevel=error --prefix $(VENV)/buf @bufbuild/buf@$(BUF_VERSION)
+
+buf-lint: $(GEN_OUT) $(BUF) ## buf lint (STANDARD; the deliberate exceptions are in buf.yaml)
+	$(BUF) lint '$(GEN_OUT)#format=binpb' --config buf.yaml --path reconrouter
+
+buf-breaking: $(GEN_OUT) $(BUF) ## buf breaking (FILE) against the descriptor set committed on BUF_AGAINST (main)
+	@against=$$(git rev-parse --verify -q '$(BUF_AGAINST)^{commit}' || git rev-parse --verify -q 'origin/$(BUF_AGAINST)^{commit}') \
+	  || { echo 'buf-breaking: no revision $(BUF_AGAINST) (nor origin/$(BUF_AGAINST)); set BUF_AGAINST=<rev>' >&2; exit 2; }; \
+	tmp=$$(mktemp --suffix=.pb); trap 'rm -f "$$tmp"' EXIT; \
+	git show "$$against:$(GEN_OUT)" > "$$tmp" \
+	  || { echo "buf-breaking: $(GEN_OUT) is not in $(BUF_AGAINST) ($$against)" >&2; exit 2; }; \
+	echo "buf breaking against $(BUF_AGAINST) ($$against)"; \
+	$(BUF) breaking '$(GEN_OUT)#format=binpb' --against "$$tmp#format=binpb" --config buf.yaml --path reconrouter
 
 typecheck: $(GEN_OUT) $(DEV) ## mypy over server/ (pyproject.toml [tool.mypy]: adapters checked against the domain's ports)
 	$(PY) -m mypy
