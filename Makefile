@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: help venv gen gen-check migrate run cluster test fuzz soak bench bench-quick bench-tools bench-idempotency bench-dispatch bench-bulk lint typecheck buf-lint buf-breaking fmt clean
+.PHONY: help venv gen gen-check migrate run cluster test fuzz soak bench bench-quick bench-tools bench-idempotency bench-dispatch bench-bulk lint typecheck buf-lint buf-breaking docs-assets fmt clean
 .DEFAULT_GOAL := help
 # A recipe that fails leaves no half-written target behind (gen/reconrouter.pb, the $(VENV) stamps).
 .DELETE_ON_ERROR:
@@ -13,7 +13,8 @@ help: ## this list
 	@echo 'usage: make TARGET [VAR=value ...]'
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo 'variables: PYTEST_ARGS, BENCH_ARGS (python -m bench --help), BENCH_DATABASE_URL, CLUSTER_DATABASE_URL,'
-	@echo '  REPLICAS, FUZZ_EXAMPLES, HYPOTHESIS_EXAMPLES, SOAK_SECONDS, BUF_AGAINST, VENV'
+	@echo '  REPLICAS, FUZZ_EXAMPLES, HYPOTHESIS_EXAMPLES, SOAK_SECONDS, BUF_AGAINST, BUF_VERSION,'
+	@echo '  SWAGGER_UI_VERSION, VENV'
 
 # The virtualenv is (re)built when pyproject.toml changes. `make run` needs only the runtime
 # dependencies ($(RUNTIME)); test, lint and the hardening/bench targets add the dev extras ($(DEV)).
@@ -53,19 +54,34 @@ gen-check: $(RUNTIME) ## regenerate gen/ unconditionally and fail if it differs 
 	$(GENERATE)
 	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo 'gen/ is stale: run make gen and commit'; exit 1; }
 
+# /docs: Swagger UI's files from the npm registry (swagger-ui-dist), installed here once and served
+# by Envoy (no network access at run time). Without npm, /docs says how to install them.
+SWAGGER_UI_VERSION ?= 5.35.0
+DOCS_STAMP := $(VENV)/swagger-ui/.installed-$(SWAGGER_UI_VERSION)
+$(DOCS_STAMP):
+	@if command -v npm >/dev/null; then \
+	  echo '==> installing Swagger UI $(SWAGGER_UI_VERSION) for /docs from the npm registry (swagger-ui-dist)'; \
+	  npm install --no-audit --no-fund --loglevel=error --prefix $(VENV)/swagger-ui swagger-ui-dist@$(SWAGGER_UI_VERSION) \
+	    && touch $@; \
+	else \
+	  echo 'warning: npm not found: /docs will only say how to install the API reference (make docs-assets)' >&2; \
+	fi
+
+docs-assets: $(DOCS_STAMP) ## Swagger UI for /docs (npm package swagger-ui-dist into .venv/swagger-ui)
+
 migrate: $(GEN_OUT) ## apply the database migrations (python -m server migrate)
 	$(PY) -m server migrate
 
-run: $(GEN_OUT) ## the server and Envoy locally (python -m server run)
+run: $(GEN_OUT) docs-assets ## the server and Envoy locally (python -m server run)
 	$(PY) -m server run
 
 # Several replicas on PostgreSQL behind one Envoy (the database is created when missing).
 CLUSTER_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/reconrouter
 REPLICAS ?= 3
-cluster: $(GEN_OUT) ## REPLICAS servers on PostgreSQL (CLUSTER_DATABASE_URL) behind one Envoy
+cluster: $(GEN_OUT) docs-assets ## REPLICAS servers on PostgreSQL (CLUSTER_DATABASE_URL) behind one Envoy
 	DATABASE_URL=$(CLUSTER_DATABASE_URL) $(PY) -m server cluster --replicas $(REPLICAS)
 
-test: $(GEN_OUT) $(DEV) ## the test suite (pytest, with PYTEST_ARGS)
+test: $(GEN_OUT) $(DEV) docs-assets ## the test suite (pytest, with PYTEST_ARGS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Hardening (docs/hardening.md). The normal suite runs both with small budgets (tests/hardening/).

@@ -49,7 +49,7 @@ def _banner(settings: Settings, token: str | None, access_log: str) -> str:
     lines = [
         "",
         "reconrouter is running",
-        f"  REST (through Envoy)  {base}      OpenAPI  {base}/openapi.json",
+        f"  REST (through Envoy)  {base}      API reference  {base}/docs",
         f"  gRPC                  {settings.grpc_host}:{settings.grpc_port}",
         f"  access log            {access_log}",
         "",
