@@ -102,7 +102,10 @@ class SchemaBuilder:
                 required.append(field.name)  # always printed ([] / {} / "" / 0 / the zero enum)
             if not output and field.json_name != field.name:
                 properties[field.json_name] = {**field_schema, "description": f"Same as `{field.name}`."}
-        schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        # Requests: unknown fields are ignored by the transcoder, so the document does not forbid them.
+        schema: Schema = {"type": "object", "properties": properties}
+        if output:
+            schema["additionalProperties"] = False
         if required:
             schema["required"] = required
         description = self.comments.get(message.full_name)
