@@ -171,10 +171,12 @@ def test_make_run_stops_on_ctrl_c_every_time(tmp_path):
             terminal.kill_session()
 
 
-def test_ctrl_c_during_start_up_stops_too(tmp_path):
-    """Ctrl-C before the banner (migrating, starting Envoy, forking workers) is no traceback, no hang."""
-    for delay in (0.3, 1.5, 3.0):
-        env = _env(tmp_path)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_during_start_up_stops_too(tmp_path, workers):
+    """Ctrl-C before the banner (migrating, starting Envoy, forking workers) is no traceback, no
+    hang; with one worker the server runs in the foreground process itself."""
+    for delay in (0.3, 1.5, 3.0, 30.0):
+        env = _env(tmp_path, WORKERS=workers)
         terminal = _start(env, [str(ROOT / ".venv/bin/python"), "-m", "server", "run"])
         try:
             terminal.wait_for("Ctrl-C stops", delay)
