@@ -41,7 +41,7 @@ venv: $(DEV) ## the virtualenv in .venv with the dev extras (rebuilt when pyproj
 # gen/. gen/reconrouter.pb stands for all of it: regenerated when a .proto, the generator (with the
 # server modules it reads for the OpenAPI document) or the virtualenv is newer.
 GEN_OUT := gen/reconrouter.pb
-CODEGEN_SOURCES := $(wildcard server/codegen/*.py server/contract/*.py server/domain/idempotency.py)
+CODEGEN_SOURCES := $(wildcard server/codegen/*.py server/contract/*.py server/domain/*.py server/services/exceptions.py)
 GENERATE = $(PY) -m server.codegen $(PROTO_FILES)
 
 $(GEN_OUT): $(PROTO_FILES) $(CODEGEN_SOURCES) $(RUNTIME)

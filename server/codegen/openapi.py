@@ -27,8 +27,9 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 
+from server.codegen.openapi_constraints import constrained
 from server.codegen.openapi_schemas import Comments, Schema, SchemaBuilder
-from server.contract.json_rules import STRING_FORM_MESSAGES, is_map, message_type
+from server.contract.json_rules import STRING_FORM_MESSAGES, containing_type, is_map, message_type
 from server.contract.methods import HttpBinding, MethodInfo, load_descriptor_set, methods_of_descriptor_set
 from server.domain import idempotency
 
@@ -127,7 +128,7 @@ def _query_fields(
 
 
 def _parameter(builder: SchemaBuilder, name: str, where: str, field: FieldDescriptor, **extra) -> Schema:
-    schema = builder.field(field, output=False)
+    schema = constrained(builder.field(field, output=False), containing_type(field).full_name, field.name)
     description = schema.pop("description", None)
     parameter: Schema = {"name": name, "in": where, "schema": schema, **extra}
     if description:

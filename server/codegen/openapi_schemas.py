@@ -19,6 +19,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from server.codegen.openapi_constraints import constrained, message_constraints
 from server.contract.json_rules import (
     FLOAT_TYPES,
     INT32_TYPES,
@@ -97,6 +98,8 @@ class SchemaBuilder:
             if field.name in skip:
                 continue
             field_schema = self.field(field, output=output)
+            if not output:
+                field_schema = constrained(field_schema, message.full_name, field.name)
             properties[field.name] = field_schema
             if output and not field.has_presence:
                 required.append(field.name)  # always printed ([] / {} / "" / 0 / the zero enum)
@@ -108,6 +111,9 @@ class SchemaBuilder:
             schema["additionalProperties"] = False
         if required:
             schema["required"] = required
+        if not output:
+            spellings = {f.name: f.json_name for f in message.fields if f.name not in skip}
+            schema.update(message_constraints(message.full_name, spellings))
         description = self.comments.get(message.full_name)
         if description:
             schema["description"] = description

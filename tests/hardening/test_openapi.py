@@ -73,7 +73,8 @@ def test_parameters_follow_the_transcoder(document):
         "PENDING_RESOLUTION",
         "RESOLVED",
     ]
-    assert query["limit"]["schema"] == {"type": "integer", "format": "int32"}
+    # What the server enforces (server/codegen/openapi_constraints.py; test_openapi_constraints.py).
+    assert query["limit"]["schema"] == {"type": "integer", "format": "int32", "minimum": 0, "maximum": 200}
     get = document["paths"]["/v1/exceptions/{exception_id}"]["get"]
     [path_param] = [p for p in get["parameters"] if p.get("in") == "path"]
     assert path_param["name"] == "exception_id" and path_param["required"] is True
