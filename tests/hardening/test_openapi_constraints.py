@@ -93,16 +93,19 @@ def test_create_metadata_limits(doc, client):
     _accepted_and_refused(
         client, {**base, "metadata": full}, {**base, "metadata": {**full, "one-more": "v"}}, "metadata"
     )
+    longest_key, too_long_key = {"k" * key: "v"}, {"k" * (key + 1): "v"}
     _accepted_and_refused(
-        client, {**base, "metadata": {"k" * key: "v"}}, {**base, "metadata": {"k" * (key + 1): "v"}}, "metadata"
+        client, {**base, "metadata": longest_key}, {**base, "metadata": too_long_key}, "metadata"
     )
+    longest_value, too_long_value = {"k": "v" * value}, {"k": "v" * (value + 1)}
     _accepted_and_refused(
-        client, {**base, "metadata": {"k": "v" * value}}, {**base, "metadata": {"k": "v" * (value + 1)}}, "metadata"
+        client, {**base, "metadata": longest_value}, {**base, "metadata": too_long_value}, "metadata"
     )
 
 
 def test_list_limit_range_and_sort_enums(doc, client):
-    query = {p["name"]: p["schema"] for p in doc["paths"]["/v1/exceptions"]["get"]["parameters"] if "name" in p}
+    parameters = doc["paths"]["/v1/exceptions"]["get"]["parameters"]
+    query = {p["name"]: p["schema"] for p in parameters if "name" in p}
     top = query["limit"]["maximum"]
     assert client.get(CREATE, params={"limit": top}).status_code == 200
     assert client.get(CREATE, params={"limit": query["limit"]["minimum"]}).status_code == 200
