@@ -24,15 +24,19 @@ Schema = dict[str, Any]
 
 # uuid.UUID accepts more spellings (no hyphens, braces, urn:uuid:); the document names the usual one.
 UUID: Schema = {"format": "uuid"}
+# Every input string: the request guard refuses NUL characters anywhere (docs/hardening.md).
+NO_NUL = r"^[^\u0000]*$"
 # Python's str.strip() empties whitespace-only text, which counts as missing: at least one other
-# character.
-NOT_BLANK = r"\S"
+# character (and no NUL).
+NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 # server/domain/exceptions.py: _AMOUNT and _CURRENCY (anchored there with re.match).
 AMOUNT_PATTERN = r"^\d{1,18}(\.\d{1,4})?$"
 CURRENCY_PATTERN = "^[A-Z]{3}$"
 
 _EXCEPTIONS = "reconrouter.exceptions.v1."
 _DELIVERIES = "reconrouter.deliveries.v1."
+_TARGETS = "reconrouter.targets.v1."
+_BULK = "reconrouter.bulk.v1."
 _PAGE_LIMIT: Schema = {"minimum": 0, "maximum": MAX_LIMIT}
 _IDS: Schema = {"minItems": 1, "maxItems": MAX_BULK_IDS, "items": UUID}
 TARGET_SYSTEMS = [t.value for t in TargetSystem]
@@ -62,8 +66,23 @@ FIELDS: dict[tuple[str, str], Schema] = {
     (_EXCEPTIONS + "ListExceptionsRequest", "sort_order"): {"enum": ["asc", "desc"]},
     (_EXCEPTIONS + "ListExceptionsRequest", "assigned_to"): {"maxLength": 255},
     (_EXCEPTIONS + "ListExceptionsRequest", "external_system"): {"maxLength": 255},
+    (_EXCEPTIONS + "ListExceptionsRequest", "date_from"): {"format": "date-time"},
+    (_EXCEPTIONS + "ListExceptionsRequest", "date_to"): {"format": "date-time"},
     (_EXCEPTIONS + "ListExceptionHistoryRequest", "limit"): _PAGE_LIMIT,
     (_DELIVERIES + "ListDeliveriesRequest", "limit"): _PAGE_LIMIT,
+    (_DELIVERIES + "ListDeliveriesRequest", "target_system"): {"enum": TARGET_SYSTEMS},
+    # Bulk changes (services/exceptions.py: bulk_assign, bulk_resolve).
+    (_EXCEPTIONS + "BulkAssignExceptionsRequest", "assignee"): {
+        "maxLength": LIMITS["assignee"],
+        "pattern": NOT_BLANK,
+    },
+    (_EXCEPTIONS + "BulkResolveExceptionsRequest", "resolution"): {
+        "maxLength": LIMITS["resolution"],
+        "pattern": NOT_BLANK,
+    },
+    (_EXCEPTIONS + "BulkResolveExceptionsRequest", "reason"): {"maxLength": LIMITS["resolution_reason"]},
+    # /v1/bulk: at least one sub-request (the most is the BULK_MAX_REQUESTS setting).
+    (_BULK + "BatchRequest", "requests"): {"minItems": 1},
     # Ids (domain.exceptions.parse_uuid; bulk.unique_ids).
     (_EXCEPTIONS + "GetExceptionRequest", "exception_id"): UUID,
     (_EXCEPTIONS + "ListExceptionHistoryRequest", "exception_id"): UUID,
@@ -81,6 +100,17 @@ FIELDS: dict[tuple[str, str], Schema] = {
     (_EXCEPTIONS + "DispatchExceptionRequest", "queue"): {"maxLength": MAX_NAME},
     (_EXCEPTIONS + "BulkDispatchExceptionsRequest", "target_system"): {"enum": TARGET_SYSTEMS},
     (_EXCEPTIONS + "BulkDispatchExceptionsRequest", "queue"): {"maxLength": MAX_NAME},
+    # The target system in a /v1/targets path (outside the list: 422 UNSUPPORTED_TARGET_SYSTEM).
+    **{
+        (_TARGETS + message, "target_system"): {"enum": TARGET_SYSTEMS}
+        for message in (
+            "PutTargetRequest",
+            "GetTargetRequest",
+            "DeleteTargetRequest",
+            "PauseTargetRequest",
+            "ResumeTargetRequest",
+        )
+    },
 }
 
 # Fields a request must carry (by either spelling), per input message.
@@ -89,8 +119,9 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     _EXCEPTIONS + "BatchCreateExceptionsRequest": ("exceptions",),
     _EXCEPTIONS + "DispatchExceptionRequest": ("target_system",),
     _EXCEPTIONS + "BulkDispatchExceptionsRequest": ("exception_ids", "target_system"),
-    _EXCEPTIONS + "BulkAssignExceptionsRequest": ("exception_ids",),
-    _EXCEPTIONS + "BulkResolveExceptionsRequest": ("exception_ids",),
+    _EXCEPTIONS + "BulkAssignExceptionsRequest": ("exception_ids", "assignee"),
+    _EXCEPTIONS + "BulkResolveExceptionsRequest": ("exception_ids", "resolution"),
+    _BULK + "BatchRequest": ("requests",),
     _DELIVERIES + "BulkRetryDeliveriesRequest": ("delivery_ids",),
 }
 

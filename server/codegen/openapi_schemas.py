@@ -19,7 +19,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from server.codegen.openapi_constraints import constrained, message_constraints
+from server.codegen.openapi_constraints import NO_NUL, constrained, message_constraints
 from server.contract.json_rules import (
     FLOAT_TYPES,
     INT32_TYPES,
@@ -162,7 +162,7 @@ class SchemaBuilder:
 
 def scalar_schema(kind: int, *, output: bool) -> Schema:
     if kind == FieldDescriptor.TYPE_STRING:
-        return {"type": "string"}
+        return {"type": "string"} if output else {"type": "string", "pattern": NO_NUL}
     if kind == FieldDescriptor.TYPE_BYTES:
         return {"type": "string", "contentEncoding": "base64"}
     if kind == FieldDescriptor.TYPE_BOOL:

@@ -4,6 +4,7 @@ the served document (not written here), so a document that drifts from the serve
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import httpx
@@ -20,7 +21,8 @@ def doc(hard_stack):
 @pytest.fixture(scope="module")
 def client(hard_stack):
     token = hard_stack.create_token(
-        f"constraints-{uuid.uuid4().hex[:8]}", ["exceptions:read", "exceptions:write", "exceptions:dispatch"]
+        f"constraints-{uuid.uuid4().hex[:8]}",
+        ["exceptions:read", "exceptions:write", "exceptions:dispatch", "targets:admin"],
     )
     with httpx.Client(
         base_url=hard_stack.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
@@ -65,9 +67,52 @@ def test_create_requires_a_transaction_id_in_either_spelling(doc, client):
     assert client.post(CREATE, json={"transactionId": "camel"}).status_code == 200
     missing = client.post(CREATE, json={"reason": "no id"})
     assert missing.status_code == 400 and "transaction_id" in _violations(missing)
-    # The pattern (some non-space character): blank is missing too.
-    assert schema["properties"]["transaction_id"]["pattern"] == r"\S"
+    # The pattern (some non-space character, no NUL): blank is missing too.
+    pattern = re.compile(schema["properties"]["transaction_id"]["pattern"])
+    assert not pattern.search("   ") and pattern.search(" x ")
     assert client.post(CREATE, json={"transaction_id": "   "}).status_code == 400
+
+
+def test_no_input_string_may_hold_nul(doc, client):
+    pattern = re.compile(_create_input(doc)["properties"]["reason"]["pattern"])
+    assert pattern.search("fine") and not pattern.search("a\x00b")
+    fine, nul = {"transaction_id": "t", "reason": "fine"}, {"transaction_id": "t", "reason": "a\x00b"}
+    _accepted_and_refused(client, fine, nul, "reason")
+
+
+def test_bulk_assign_and_resolve_need_their_text(doc, client):
+    ids = [str(uuid.uuid4())]
+    for path, message, field in (
+        ("/v1/exceptions/bulk/assign", "BulkAssignExceptionsRequestInput", "assignee"),
+        ("/v1/exceptions/bulk/resolve", "BulkResolveExceptionsRequestInput", "resolution"),
+    ):
+        schema = _component(doc, f"reconrouter.exceptions.v1.{message}")
+        assert field in schema["required"]
+        limit = schema["properties"][field]["maxLength"]
+        ok = client.post(path, json={"exception_ids": ids, field: "x" * limit})
+        assert ok.status_code == 200, ok.text
+        for bad_value in ("  ", "x" * (limit + 1)):
+            bad = client.post(path, json={"exception_ids": ids, field: bad_value})
+            assert bad.status_code == 400 and field in _violations(bad), bad.text
+        missing = client.post(path, json={"exception_ids": ids})
+        assert missing.status_code == 400 and field in _violations(missing), missing.text
+
+
+def test_list_dates_are_date_times(doc, client):
+    parameters = doc["paths"]["/v1/exceptions"]["get"]["parameters"]
+    query = {p["name"]: p["schema"] for p in parameters if "name" in p}
+    assert query["date_from"]["format"] == query["date_to"]["format"] == "date-time"
+    assert client.get(CREATE, params={"date_from": "2026-01-31T00:00:00Z"}).status_code == 200
+    bad = client.get(CREATE, params={"date_from": "last tuesday"})
+    assert bad.status_code == 400 and "date_from" in _violations(bad)
+
+
+def test_target_paths_name_one_of_the_target_systems(doc, client):
+    get = doc["paths"]["/v1/targets/{target_system}"]["get"]
+    [path] = [p for p in get["parameters"] if p.get("in") == "path"]
+    assert path["schema"]["enum"] == ["JIRA", "SERVICENOW", "WEBHOOK", "MANUAL"]
+    assert client.get("/v1/targets/MANUAL").status_code == 200
+    assert client.get("/v1/targets/CARRIER_PIGEON").status_code == 422
 
 
 def test_create_amount_currency_patterns_and_dependency(doc, client):
