@@ -53,7 +53,7 @@ FIELDS: dict[tuple[str, str], Schema] = {
     (_EXCEPTIONS + "CreateExceptionRequest", "currency"): {"pattern": CURRENCY_PATTERN},
     (_EXCEPTIONS + "CreateExceptionRequest", "metadata"): {
         "maxProperties": LIMITS["metadata_entries"],
-        "propertyNames": {"minLength": 1, "maxLength": LIMITS["metadata_key"]},
+        "propertyNames": {"minLength": 1, "maxLength": LIMITS["metadata_key"], "pattern": NO_NUL},
         "additionalProperties": {"maxLength": LIMITS["metadata_value"]},
     },
     (_EXCEPTIONS + "BatchCreateExceptionsRequest", "exceptions"): {
