@@ -7,13 +7,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from server.config import Settings, SettingsError
 from server.domain.auth import SCOPES
 from server.domain.errors import DomainError
 
 log = logging.getLogger("reconrouter")
+# 128 + SIGINT, as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """Ctrl-C before a command has its own handling (while importing, migrating): exit quietly,
+    unwinding `finally` blocks, instead of a KeyboardInterrupt traceback. `run`, `serve`, `cluster`
+    and `deliver` replace this with their stop handling (server/process/signals.py)."""
+    raise SystemExit(EXIT_INTERRUPTED)
 
 
 def _migrate(settings: Settings) -> None:
@@ -103,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupted)
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -147,4 +160,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # As early as this module allows: the imports above take a few milliseconds.
+    signal.signal(signal.SIGINT, _interrupted)
     sys.exit(main())
