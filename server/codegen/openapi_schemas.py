@@ -109,6 +109,10 @@ class SchemaBuilder:
         schema: Schema = {"type": "object", "properties": properties}
         if output:
             schema["additionalProperties"] = False
+        else:
+            # Other fields are ignored, but a nameless one is refused (Envoy: "Proto fields must
+            # have a name.").
+            schema["propertyNames"] = {"minLength": 1}
         if required:
             schema["required"] = required
         if not output:

@@ -194,3 +194,10 @@ def test_dispatch_target_system_is_one_of_the_listed(doc, client):
     assert outside.status_code == 422, outside.text
     manual = client.post(f"/v1/exceptions/{created}/dispatch", json={"target_system": "MANUAL", "queue": "Q"})
     assert manual.status_code in (200, 202), manual.text
+
+
+def test_unknown_body_fields_are_ignored_but_a_nameless_one_is_refused(doc, client):
+    schema = _create_input(doc)
+    assert "additionalProperties" not in schema and schema["propertyNames"] == {"minLength": 1}
+    assert client.post(CREATE, json={"transaction_id": "t", "colour": "blue"}).status_code == 200
+    assert client.post(CREATE, json={"transaction_id": "t", "": 1}).status_code == 400
