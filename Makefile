@@ -55,14 +55,16 @@ gen-check: $(RUNTIME) ## regenerate gen/ unconditionally and fail if it differs 
 	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo 'gen/ is stale: run make gen and commit'; exit 1; }
 
 # /docs: Swagger UI's files from the npm registry (swagger-ui-dist), installed here once and served
-# by Envoy (no network access at run time). Without npm, /docs says how to install them.
+# by Envoy (no network access at run time). Without npm (or the registry), /docs says how to install
+# them and everything else runs.
 SWAGGER_UI_VERSION ?= 5.35.0
 DOCS_STAMP := $(VENV)/swagger-ui/.installed-$(SWAGGER_UI_VERSION)
 $(DOCS_STAMP):
 	@if command -v npm >/dev/null; then \
 	  echo '==> installing Swagger UI $(SWAGGER_UI_VERSION) for /docs from the npm registry (swagger-ui-dist)'; \
 	  npm install --no-audit --no-fund --loglevel=error --prefix $(VENV)/swagger-ui swagger-ui-dist@$(SWAGGER_UI_VERSION) \
-	    && touch $@; \
+	    && touch $@ \
+	    || echo 'warning: Swagger UI could not be installed: /docs will say how to (make docs-assets)' >&2; \
 	else \
 	  echo 'warning: npm not found: /docs will only say how to install the API reference (make docs-assets)' >&2; \
 	fi
