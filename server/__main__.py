@@ -7,13 +7,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from server.config import Settings, SettingsError
 from server.domain.auth import SCOPES
 from server.domain.errors import DomainError
 
 log = logging.getLogger("reconrouter")
+# 128 + SIGINT, as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    """Ctrl-C before a command has its own handling (while importing, migrating): exit quietly,
+    unwinding `finally` blocks, instead of a KeyboardInterrupt traceback. `run`, `serve`, `cluster`
+    and `deliver` replace this with their stop handling (server/process/signals.py)."""
+    raise SystemExit(EXIT_INTERRUPTED)
 
 
 def _migrate(settings: Settings) -> None:
@@ -54,16 +65,13 @@ def _purge(settings: Settings) -> None:
 
 def _deliver(settings: Settings) -> None:
     """Delivery workers alone (docs/delivery.md), until SIGTERM or SIGINT."""
-    import signal
-    import threading
-
     from prometheus_client import CollectorRegistry, start_http_server
 
     from server.bootstrap import build_app
+    from server.process.signals import StopSignals
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    # Counts signals only; an Event.set() inside a handler can deadlock a waiting main thread.
+    signals = StopSignals().install()
     registry = CollectorRegistry()
     if settings.metrics_port:
         # The delivery metrics of this process (docs/delivery.md); METRICS_PORT=0 for none.
@@ -71,7 +79,7 @@ def _deliver(settings: Settings) -> None:
     app = build_app(settings, metrics_registry=registry)
     try:
         app.start_delivery_worker()
-        stop.wait()
+        signals.wait()
         log.info("stopping delivery workers", extra={"grace_seconds": settings.shutdown_grace_seconds})
         app.stop_delivery_worker(settings.shutdown_grace_seconds)
     finally:
@@ -106,15 +114,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupted)
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"invalid setting: {exc}", file=sys.stderr)
         return 2
-    from server.logs import configure
+    from server.logs import access_log_destination, configure
+    from server.process.startup import StartupError
 
-    configure(settings.log_level)
+    local_run = args.command == "run"
+    level = settings.log_level or ("WARNING" if local_run else "INFO")
+    configure(level, access_log_destination(settings, local_run=local_run))
     try:
         if args.command == "serve":
             from server.process.serve import serve
@@ -140,8 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 if __name__ == "__main__":
+    # As early as this module allows: the imports above take a few milliseconds.
+    signal.signal(signal.SIGINT, _interrupted)
     sys.exit(main())

@@ -40,7 +40,11 @@ class Settings:
     # revocation made elsewhere (CLI, another replica) takes effect within this. 0 = every call.
     auth_cache_seconds: float = 5.0
     max_body_bytes: int = 4 * 1024 * 1024
-    log_level: str = "INFO"
+    # Empty: INFO, but WARNING for `make run`, whose terminal keeps the banner readable.
+    log_level: str = ""
+    # Where the one-line-per-call access log goes: `stderr`, `off`, or a file path. Empty: stderr
+    # for `serve`, var/access.log for `make run` (so a token shown once does not scroll away).
+    access_log: str = ""
     dispatch_allow_private_networks: bool = False
     rate_limit_dispatch_per_minute: int = 50
     idempotency_ttl_seconds: int = 24 * 3600

@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
 from server.bulk.context import SubRequestContext
-from server.bulk.transcode import local_reply_json, message_json, status_json
+from server.bulk.transcode import field_violation, local_reply_json, message_json, status_json
 from server.contract.http import HTTP_OF_GRPC, HTTP_STATUS_TRAILER, REQUEST_ID
 from server.rpc.errors import ERROR_DOMAIN
 
@@ -81,14 +81,39 @@ def not_run(item_id: str, http: int, code: grpc.StatusCode, reason: str, message
 
 
 def envoy_refused(
-    item_id: str, http: int, code: grpc.StatusCode, reason: str, message: str, request_id: str
+    item_id: str,
+    http: int,
+    code: grpc.StatusCode,
+    reason: str,
+    message: str,
+    request_id: str,
+    *,
+    allow: str | None = None,
 ) -> SubResult:
-    """What Envoy answers itself when it cannot transcode a call (400 bad value, 404 no route)."""
-    info = any_pb2.Any()
+    """What Envoy answers itself when it cannot transcode a call (400 bad value, 404 no route, 405
+    with `allow` for a known path and another method)."""
+    contents = local_reply_json(code.value[0], reason, message, request_id)
+    info, request = any_pb2.Any(), any_pb2.Any()
     info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
-    status = status_pb2.Status(code=code.value[0], message=message, details=[info])
-    contents = local_reply_json(code.value[0], reason, message)
-    return SubResult(item_id, http, {"content-type": JSON, REQUEST_ID: request_id}, contents, error=status)
+    request.Pack(error_details_pb2.RequestInfo(request_id=request_id))
+    details = [info]
+    violation = field_violation(message) if code == grpc.StatusCode.INVALID_ARGUMENT else None
+    if violation is not None:
+        bad = any_pb2.Any()
+        bad.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=violation[0], description=violation[1])
+                ]
+            )
+        )
+        details.append(bad)
+    details.append(request)
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
+    headers = {"content-type": JSON, REQUEST_ID: request_id}
+    if allow is not None:
+        headers["allow"] = allow
+    return SubResult(item_id, http, headers, contents, error=status)
 
 
 def unserved(item_id: str, request_id: str) -> SubResult:

@@ -134,7 +134,16 @@ class BulkRunner:
             return not_run(item.id, 400, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REFERENCE", str(exc))
         request_id = _sub_request_id(outer.request_id, item.index)
         if match is None:
-            # Only after a substitution (the plan resolved every url): Envoy's answer for no route.
+            # Only after a substitution (the plan resolved every url): Envoy's answer for no route,
+            # 405 with Allow when the path has routes for other methods (its Lua filter).
+            allowed = self._routes.methods_for(path)
+            if allowed:
+                allow = ", ".join(sorted(allowed))
+                message = f"method {item.method} is not allowed here; allowed: {allow}"
+                unimplemented = grpc.StatusCode.UNIMPLEMENTED
+                return envoy_refused(
+                    item.id, 405, unimplemented, "METHOD_NOT_ALLOWED", message, request_id, allow=allow
+                )
             message = f"Could not resolve {path} to a method."
             return envoy_refused(item.id, 404, grpc.StatusCode.NOT_FOUND, "NOT_FOUND", message, request_id)
         try:

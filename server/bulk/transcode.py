@@ -17,6 +17,7 @@ error status into the JSON a REST caller reads. Behaviour observed on Envoy 1.40
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -192,8 +193,49 @@ def status_json(status: status_pb2.Status) -> dict[str, Any]:
     return print_message(status)
 
 
-def local_reply_json(code: int, reason: str, message: str) -> dict[str, Any]:
+# The BadRequest Envoy's Lua filter adds to the transcoder's 400s (envoy.yaml.tmpl, violated_field):
+# the field its message names, with fixed text (the message keeps the detail).
+INVALID_VALUE = "has a value that is not valid for its type"
+UNKNOWN_PARAMETER = "is not a parameter of this route"
+_VIOLATION_SHAPES = (
+    (re.compile(r"^([\w.\[\]]+): invalid value "), INVALID_VALUE),
+    (re.compile(r'^Could not find field "([\w.]+)"'), UNKNOWN_PARAMETER),
+    (re.compile(r"for field '([\w.\[\]]+)'"), INVALID_VALUE),
+    (re.compile(r"on a scalar field for type (\w+)$"), INVALID_VALUE),
+    # Python's json_format (sub-requests only): `Failed to parse transaction_id field: ...`.
+    (re.compile(r"^Failed to parse ([\w.]+) field"), INVALID_VALUE),
+)
+
+
+def field_violation(message: str) -> tuple[str, str] | None:
+    """(field, description) when a transcoding error's message names the field."""
+    for pattern, description in _VIOLATION_SHAPES:
+        found = pattern.search(message)
+        if found:
+            return found.group(1), description
+    return None
+
+
+def local_reply_json(code: int, reason: str, message: str, request_id: str = "") -> dict[str, Any]:
     """The body of an error Envoy makes itself (local_reply_config in envoy.yaml.tmpl): keys sorted,
-    an ErrorInfo without metadata."""
-    info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "domain": "reconrouter", "reason": reason}
-    return {"code": code, "details": [info], "message": message}
+    ErrorInfo, a BadRequest when the message names a field, RequestInfo with the request id."""
+    details: list[dict[str, Any]] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "domain": "reconrouter",
+            "metadata": {},
+            "reason": reason,
+        }
+    ]
+    violation = field_violation(message) if code == 3 else None
+    if violation is not None:
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "field_violations": [{"field": violation[0], "description": violation[1], "reason": ""}],
+            }
+        )
+    details.append(
+        {"@type": "type.googleapis.com/google.rpc.RequestInfo", "request_id": request_id, "serving_data": ""}
+    )
+    return {"code": code, "details": details, "message": message}

@@ -27,14 +27,16 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 
+from server.codegen.openapi_constraints import constrained
 from server.codegen.openapi_schemas import Comments, Schema, SchemaBuilder
-from server.contract.json_rules import STRING_FORM_MESSAGES, is_map, message_type
+from server.contract.json_rules import STRING_FORM_MESSAGES, containing_type, is_map, message_type
 from server.contract.methods import HttpBinding, MethodInfo, load_descriptor_set, methods_of_descriptor_set
 from server.domain import idempotency
 
 OPENAPI_VERSION = "3.1.0"
 KEY_PATTERN = f"^{idempotency.KEY_PATTERN}$"
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:/+=-]{1,128}$"
+# The details the service and Envoy put in a google.rpc.Status (server/rpc/errors.py, envoy.yaml.tmpl).
+ERROR_DETAILS = ("ErrorInfo", "BadRequest", "RetryInfo", "RequestInfo")
 _VARIABLE = re.compile(r"\{([^}=]+)(=[^}]*)?\}")
 
 
@@ -126,7 +128,7 @@ def _query_fields(
 
 
 def _parameter(builder: SchemaBuilder, name: str, where: str, field: FieldDescriptor, **extra) -> Schema:
-    schema = builder.field(field, output=False)
+    schema = constrained(builder.field(field, output=False), containing_type(field).full_name, field.name)
     description = schema.pop("description", None)
     parameter: Schema = {"name": name, "in": where, "schema": schema, **extra}
     if description:
@@ -148,8 +150,8 @@ def _common_components() -> dict[str, Any]:
                 "type": "http",
                 "scheme": "bearer",
                 "description": "A token from `python -m server tokens create --tenant T --scopes ...`. "
-                "Each token belongs to one tenant and carries scopes; the scope a route needs is the "
-                "role in its security requirement (and `x-required-scope`).",
+                "Each token belongs to one tenant and carries scopes; the scope a route needs is in "
+                "its description and its `x-required-scope`.",
             }
         },
         "parameters": {
@@ -157,9 +159,10 @@ def _common_components() -> dict[str, Any]:
                 "name": "X-Request-Id",
                 "in": "header",
                 "required": False,
-                "description": "Echoed on the response and in every log line of the request; one is "
-                "generated when absent (or when it does not match the pattern).",
-                "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
+                "description": "Echoed on the response, in RequestInfo of every error and in every "
+                "log line of the request. Any printable ASCII up to 1024 characters is kept; anything "
+                "else (or none) is replaced by a generated UUID, never refused.",
+                "schema": {"type": "string"},
             },
             "X-Idempotency-Key": {
                 "name": "X-Idempotency-Key",
@@ -272,21 +275,26 @@ def _operation(
         parameters.append(_parameter(builder, name, "path", _resolve(request, name), **extra))
     if binding.body != "*":
         skip = bound | ({binding.body} if binding.body else set())
+        # One spelling each (generated clients would otherwise offer both): the proto name. The
+        # transcoder also reads the lowerCamelCase one, which the description names.
         for name, json_name, field in _query_fields(request, skip):
-            parameters.append(_parameter(builder, name, "query", field))
+            parameter = _parameter(builder, name, "query", field)
             if json_name != name:
-                parameters.append(
-                    _parameter(builder, json_name, "query", field, description=f"Same as `{name}`.")
-                )
+                also = f"Also accepted as `{json_name}`."
+                parameter["description"] = f"{parameter.get('description', '')}\n\n{also}".strip()
+            parameters.append(parameter)
     parameters.append({"$ref": "#/components/parameters/X-Request-Id"})
     if mutating and not rpc.public:
         key: Schema = {"$ref": "#/components/parameters/X-Idempotency-Key"}
         if rpc.idempotency_key_required:
+            # One of the two headers is required; OpenAPI cannot say "one of", so neither is marked
+            # required and the rule is stated (and x-idempotency-key-required set).
             key = {
                 "name": "X-Idempotency-Key",
                 "in": "header",
-                "required": True,
-                "description": "Required on this route (Idempotency-Key is read when it is absent).",
+                "required": False,
+                "description": "This route needs a key: X-Idempotency-Key or Idempotency-Key (400 "
+                "INVALID_IDEMPOTENCY_KEY without either).",
                 "schema": {"type": "string", "pattern": KEY_PATTERN},
             }
         parameters += [key, {"$ref": "#/components/parameters/Idempotency-Key"}]
@@ -303,14 +311,16 @@ def _operation(
         "tags": [rpc.service],
         "parameters": parameters,
         "responses": _responses(rpc, binding, builder, mutating),
-        # A signed hook takes no token: the system's signature over the body authenticates it.
-        "security": []
-        if rpc.public or rpc.signed_hook
-        else [{"bearerAuth": [rpc.required_scope] if rpc.required_scope else []}],
+        # A signed hook takes no token: the system's signature over the body authenticates it. An
+        # http bearer scheme takes no scopes in a requirement (OpenAPI; Spectral and Redocly warn):
+        # the scope is x-required-scope and the description.
+        "security": [] if rpc.public or rpc.signed_hook else [{"bearerAuth": []}],
         "x-grpc-method": f"/{rpc.service}/{method.name}",
     }
     if rpc.required_scope:
         operation["x-required-scope"] = rpc.required_scope
+    if rpc.idempotency_key_required:
+        operation["x-idempotency-key-required"] = True
     if binding.body:
         schema = (
             builder.ref(request, output=False, skip=frozenset(bound))
@@ -346,9 +356,20 @@ def build_document(descriptor_set: bytes) -> dict[str, Any]:
                 raise ValueError(f"{binding.verb} {path} is bound twice")
             paths[path][verb] = operation
     # The error model: google.rpc.Status and the detail messages the service puts in it.
+    # `details` is any of the four the service (and Envoy) puts there, each with its "@type".
     builder.ref(pool.FindMessageTypeByName("google.rpc.Status"), output=True)
-    for detail in ("ErrorInfo", "BadRequest", "RetryInfo", "RequestInfo"):
-        builder.ref(pool.FindMessageTypeByName(f"google.rpc.{detail}"), output=True)
+    details = []
+    for detail in ERROR_DETAILS:
+        ref = builder.ref(pool.FindMessageTypeByName(f"google.rpc.{detail}"), output=True)
+        target = builder.components[ref["$ref"].rsplit("/", 1)[-1]]
+        target["properties"] = {
+            "@type": {"type": "string", "const": f"type.googleapis.com/google.rpc.{detail}"},
+            **target["properties"],
+        }
+        target["required"] = ["@type", *target.get("required", [])]
+        details.append(ref)
+    status_details = builder.components["google.rpc.Status"]["properties"]["details"]
+    status_details["items"] = {"anyOf": details}
     components = _common_components()
     components["schemas"] = dict(sorted(builder.components.items()))
     services = sorted({rpc.service for rpc in rpcs})

@@ -19,6 +19,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from server.codegen.openapi_constraints import NO_NUL, constrained, message_constraints
 from server.contract.json_rules import (
     FLOAT_TYPES,
     INT32_TYPES,
@@ -97,14 +98,26 @@ class SchemaBuilder:
             if field.name in skip:
                 continue
             field_schema = self.field(field, output=output)
+            if not output:
+                field_schema = constrained(field_schema, message.full_name, field.name)
             properties[field.name] = field_schema
             if output and not field.has_presence:
                 required.append(field.name)  # always printed ([] / {} / "" / 0 / the zero enum)
             if not output and field.json_name != field.name:
                 properties[field.json_name] = {**field_schema, "description": f"Same as `{field.name}`."}
-        schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+        # Requests: unknown fields are ignored by the transcoder, so the document does not forbid them.
+        schema: Schema = {"type": "object", "properties": properties}
+        if output:
+            schema["additionalProperties"] = False
+        else:
+            # Other fields are ignored, but a nameless one is refused (Envoy: "Proto fields must
+            # have a name.").
+            schema["propertyNames"] = {"minLength": 1}
         if required:
             schema["required"] = required
+        if not output:
+            spellings = {f.name: f.json_name for f in message.fields if f.name not in skip}
+            schema.update(message_constraints(message.full_name, spellings))
         description = self.comments.get(message.full_name)
         if description:
             schema["description"] = description
@@ -153,7 +166,7 @@ class SchemaBuilder:
 
 def scalar_schema(kind: int, *, output: bool) -> Schema:
     if kind == FieldDescriptor.TYPE_STRING:
-        return {"type": "string"}
+        return {"type": "string"} if output else {"type": "string", "pattern": NO_NUL}
     if kind == FieldDescriptor.TYPE_BYTES:
         return {"type": "string", "contentEncoding": "base64"}
     if kind == FieldDescriptor.TYPE_BOOL:

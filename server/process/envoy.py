@@ -26,6 +26,10 @@ from google.protobuf import descriptor_pb2
 from server.contract.artifacts import DESCRIPTOR_SET, PROJECT_ROOT
 
 TEMPLATE = PROJECT_ROOT / "envoy" / "envoy.yaml.tmpl"
+# /docs: our page (envoy/docs) and Swagger UI's files from the npm package swagger-ui-dist, which
+# `make docs-assets` installs into the virtualenv (Makefile, SWAGGER_UI_VERSION).
+DOCS_PAGES = PROJECT_ROOT / "envoy" / "docs"
+DOCS_ASSETS = PROJECT_ROOT / ".venv" / "swagger-ui" / "node_modules" / "swagger-ui-dist"
 DESCRIPTOR = DESCRIPTOR_SET
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # Envoy buffers a whole unary response to transcode it; a page of 200 exceptions or a bulk create of
@@ -62,6 +66,69 @@ def read_rpc_paths(descriptor_path: Path = DESCRIPTOR) -> list[str]:
     return sorted(paths)
 
 
+def lua_route_table(descriptor_path: Path = DESCRIPTOR) -> str:
+    """Every REST binding as Lua table rows `{"GET", {"v1", "exceptions", "*"}, ""},` (method,
+    segments with `*`/`**` for variables, custom verb), from the descriptor set Envoy loads: the Lua
+    filter answers 405 with `Allow` for a known path called with a method it has no route for."""
+    from server.contract.methods import load_descriptor_set, methods_of_descriptor_set
+    from server.contract.routes import RouteTable
+
+    files, pool = load_descriptor_set(Path(descriptor_path).read_bytes())
+    table = RouteTable(methods_of_descriptor_set(files, pool))
+    rows = []
+    for route in sorted(table.routes, key=lambda r: (r.binding.path, r.binding.verb)):
+        segments = ", ".join(json.dumps(segment) for segment in route.segments)
+        rows.append(f"{{{json.dumps(route.binding.verb)}, {{{segments}}}, {json.dumps(route.verb)}}},")
+    # Indented for its place in the template's Lua block.
+    return "\n".join(" " * 20 + row for row in rows)
+
+
+def docs_routes(assets: Path = DOCS_ASSETS, pages: Path = DOCS_PAGES) -> tuple[str, int]:
+    """The /docs routes (YAML list items) and the largest body among them.
+
+    Envoy answers them itself (direct_response, files read when it starts), with the transcoder
+    disabled on these routes only. Without the assets /docs says how to install them.
+    """
+    installed = (assets / "swagger-ui-bundle.js").is_file()
+    # (Their content types: the Lua filter, envoy.yaml.tmpl section "Docs".)
+    files = {"/docs": pages / ("index.html" if installed else "missing.html")}
+    if installed:
+        files["/docs/init.js"] = pages / "init.js"
+        files["/docs/swagger-ui-bundle.js"] = assets / "swagger-ui-bundle.js"
+        files["/docs/swagger-ui.css"] = assets / "swagger-ui.css"
+    not_transcoded = {
+        "envoy.filters.http.grpc_json_transcoder": {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+            "disabled": True,
+        }
+    }
+    routes = []
+    for path, file in files.items():
+        routes.append(
+            {
+                "match": {"path": path, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+                "direct_response": {"status": 200, "body": {"filename": str(file.resolve())}},
+                "response_headers_to_add": [
+                    {
+                        "header": {"key": "cache-control", "value": "no-cache"},
+                        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                    },
+                ],
+                "typed_per_filter_config": not_transcoded,
+            }
+        )
+    routes.append(
+        {
+            "match": {"path": "/docs/"},
+            "redirect": {"path_redirect": "/docs"},
+            "typed_per_filter_config": not_transcoded,
+        }
+    )
+    largest = max(file.stat().st_size for file in files.values())
+    # A JSON object is a YAML flow mapping: one line per route, indented for the template.
+    return "\n".join(" " * 14 + "- " + json.dumps(route) for route in routes), largest
+
+
 def render_config(
     *,
     http_host: str = "127.0.0.1",
@@ -94,6 +161,7 @@ def render_config(
         {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
         for host, port in upstreams
     ]
+    docs = docs_routes()
     values = {
         "HTTP_HOST": http_host,
         "HTTP_PORT": int(http_port),
@@ -105,6 +173,10 @@ def render_config(
             f"              - {{ match: {{ path: {json.dumps(path)} }}, route: *retry_when_safe }}"
             for path in read_rpc_paths(descriptor_path)
         ),
+        "ROUTE_TABLE": lua_route_table(descriptor_path),
+        "DOCS_ROUTES": docs[0],
+        # Envoy's default cap on a direct_response body is 4 KiB; Swagger UI's bundle is ~1.7 MB.
+        "DIRECT_RESPONSE_MAX_BYTES": max(4096, docs[1]),
         "ADMIN_PORT": int(admin_port),
         "DESCRIPTOR": str(Path(descriptor_path).resolve()),
         # A JSON list is a valid YAML flow sequence and quotes every name.

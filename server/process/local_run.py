@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import subprocess
 import sys
-import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from server.config import PROJECT_ROOT, Settings
 from server.domain.auth import SCOPES
+from server.logs import access_log_destination
+from server.process.signals import StopSignals
+from server.process.startup import StartupError, check_ports_free, ports_to_check
 
 log = logging.getLogger("reconrouter")
+# Envoy is up in about a second; its exit (a bad config, a port taken) is reported at once anyway.
+ENVOY_READY_SECONDS = 30.0
 
 
 def _first_token(settings: Settings) -> str | None:
@@ -26,34 +34,104 @@ def _first_token(settings: Settings) -> str | None:
         app.close()
 
 
-def _banner(settings: Settings, token: str | None) -> str:
+def _banner(settings: Settings, token: str | None, access_log: str) -> str:
     base = f"http://{settings.http_host}:{settings.http_port}"
-    shown = token or "<token>"
+    if token:
+        token_lines = [
+            "A token for tenant 'default' (shown only now; copy it):",
+            f"  export TOKEN={token}",
+        ]
+    else:
+        token_lines = [
+            "Tokens exist already (each is shown only once). For the curls below, create one:",
+            "  export TOKEN=$(.venv/bin/python -m server tokens create --tenant default)",
+        ]
     lines = [
         "",
-        f"REST (through Envoy): {base}    gRPC: {settings.grpc_host}:{settings.grpc_port}",
-        f"Token for tenant 'default' (shown once): {token}"
-        if token
-        else "Tokens exist already; another: .venv/bin/python -m server tokens create --tenant default",
+        "reconrouter is running",
+        f"  REST (through Envoy)  {base}      API reference  {base}/docs",
+        f"  gRPC                  {settings.grpc_host}:{settings.grpc_port}",
+        f"  access log            {access_log}",
+        "",
+        *token_lines,
+        "",
         "Try:",
         f"  curl -s {base}/healthz",
-        f"  curl -s -X POST {base}/v1/exceptions -H 'Authorization: Bearer {shown}' "
-        "-H 'Content-Type: application/json' "
-        """-d '{"transaction_id": "txn-1", "amount": "1250.00", "currency": "USD"}'""",
-        f"  curl -s '{base}/v1/exceptions?limit=5' -H 'Authorization: Bearer {shown}'",
+        f"  curl -s -X POST {base}/v1/exceptions \\",
+        "       -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\",
+        """       -d '{"transaction_id": "txn-1", "amount": "1250.00", "currency": "USD"}'""",
+        f"  curl -s '{base}/v1/exceptions?limit=5' -H \"Authorization: Bearer $TOKEN\"",
+        "",
         "Ctrl-C stops the server and Envoy.",
         "",
     ]
     return "\n".join(lines)
 
 
+def _envoy_failure(log_path: Path, offset: int) -> str:
+    """The reason Envoy gave for exiting, from what it wrote to its log since `offset`."""
+    try:
+        with open(log_path, "rb") as log_file:
+            log_file.seek(offset)
+            text = log_file.read().decode("utf-8", "replace")
+    except OSError:
+        return "no log"
+    # Envoy's lines look like `[time][pid][critical][main] [file:line] error initializing ...: why`.
+    reasons = [line for line in text.splitlines() if "[critical]" in line or "[error]" in line]
+    if not reasons:
+        reasons = [line for line in text.splitlines() if line.strip()][-1:]
+    if not reasons:
+        return "no output"
+    return reasons[-1].rsplit("] ", 1)[-1].strip()
+
+
+def wait_for_envoy(
+    envoy: subprocess.Popen[bytes], admin_port: int, log_path: Path, offset: int, signals: StopSignals
+) -> bool:
+    """True once Envoy is ready; False when a stop was requested; StartupError when it exited."""
+    from server.process.envoy import wait_until_ready
+
+    deadline = time.monotonic() + ENVOY_READY_SECONDS
+    while not signals.requested():
+        if envoy.poll() is not None:
+            raise StartupError(
+                f"Envoy exited with code {envoy.returncode}: {_envoy_failure(log_path, offset)} "
+                f"(full log: {log_path})"
+            )
+        try:
+            wait_until_ready(admin_port, timeout=0.2, process=envoy)
+            return True
+        except (TimeoutError, RuntimeError):
+            pass
+        if time.monotonic() > deadline:
+            raise StartupError(f"Envoy was not ready after {ENVOY_READY_SECONDS:.0f} s (its log: {log_path})")
+    return False
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; never waits without a deadline."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+
+
 def run(settings: Settings, migrate: Callable[[Settings], None], serve: Callable[..., None]) -> None:
+    """Raises StartupError (one line for the operator) when something is in the way."""
     from server.contract.artifacts import DESCRIPTOR_SET
     from server.contract.methods import service_names
-    from server.process.envoy import render_config, start_envoy, wait_until_ready
+    from server.process.envoy import render_config, start_envoy
 
+    # First, so that a Ctrl-C at any point below is a stop request, not a traceback.
+    signals = StopSignals().install()
+    check_ports_free(ports_to_check(settings, envoy=True))
     migrate(settings)
-    token = _first_token(settings)
+    if signals.requested():
+        return
     run_dir = PROJECT_ROOT / "var"
     run_dir.mkdir(exist_ok=True)
     config = render_config(
@@ -67,17 +145,21 @@ def run(settings: Settings, migrate: Callable[[Settings], None], serve: Callable
         max_body_bytes=settings.max_body_bytes,
         out_path=run_dir / "envoy.yaml",
     )
-    envoy = start_envoy(config, log_path=run_dir / "envoy.log")
-    stop = threading.Event()
+    log_path = run_dir / "envoy.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    envoy = start_envoy(config, log_path=log_path)
     try:
-        wait_until_ready(settings.envoy_admin_port, timeout=15)
-        serve(settings, stop, on_ready=lambda: print(_banner(settings, token), file=sys.stderr, flush=True))
+        if not wait_for_envoy(envoy, settings.envoy_admin_port, log_path, offset, signals):
+            return
+
+        def ready() -> None:
+            # Created only now that everything listens, so it is never made and then lost unseen.
+            token = _first_token(settings)
+            print(_banner(settings, token, access_log_destination(settings)), file=sys.stderr, flush=True)
+
+        serve(settings, on_ready=ready, signals=signals)
     finally:
-        envoy.terminate()
-        try:
-            envoy.wait(timeout=5)
-        except Exception:
-            envoy.kill()
+        stop_process(envoy)
 
 
 def _ensure_postgres_database(url: str) -> None:
@@ -104,12 +186,11 @@ def _ensure_postgres_database(url: str) -> None:
 def run_cluster(settings: Settings, replicas: int, migrate: Callable[[Settings], None]) -> None:
     """`make cluster`: several replicas (one process each) on one database behind one Envoy."""
     import os
-    import signal
-    import subprocess
 
     from server.contract.methods import service_names
-    from server.process.envoy import render_config, start_envoy, wait_until_ready
+    from server.process.envoy import render_config, start_envoy
 
+    signals = StopSignals().install()
     _ensure_postgres_database(settings.database_url)
     migrate(settings)
     token = _first_token(settings)
@@ -135,19 +216,19 @@ def run_cluster(settings: Settings, replicas: int, migrate: Callable[[Settings],
         max_body_bytes=settings.max_body_bytes,
         out_path=run_dir / "envoy-cluster.yaml",
     )
-    envoy = start_envoy(config, log_path=run_dir / "envoy-cluster.log")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    log_path = run_dir / "envoy-cluster.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    envoy = start_envoy(config, log_path=log_path)
     try:
-        wait_until_ready(settings.envoy_admin_port, timeout=15)
-        print(_banner(settings, token), file=sys.stderr, flush=True)
+        if not wait_for_envoy(envoy, settings.envoy_admin_port, log_path, offset, signals):
+            return
+        print(_banner(settings, token, access_log_destination(settings)), file=sys.stderr, flush=True)
         print(
             f"Replicas on gRPC ports {ports}; Envoy admin on 127.0.0.1:{settings.envoy_admin_port}",
             file=sys.stderr,
             flush=True,
         )
-        while not stop.wait(0.5):
+        while not signals.wait(0.5):
             if any(p.poll() is not None for p in processes):
                 log.error("a replica exited; stopping the cluster")
                 break
@@ -155,8 +236,6 @@ def run_cluster(settings: Settings, replicas: int, migrate: Callable[[Settings],
         for process in [*processes, envoy]:
             if process.poll() is None:
                 process.terminate()
+        deadline = time.monotonic() + 15
         for process in [*processes, envoy]:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process, grace=max(0.1, deadline - time.monotonic()))

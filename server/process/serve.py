@@ -3,6 +3,10 @@
 Workers are forked before any gRPC object or database engine exists (gRPC's core is not fork-safe
 once started), each builds its own server and connection pool, and the supervisor only forwards
 signals, restarts a worker that died, and serves the metrics of all of them.
+
+Nothing here waits without a deadline once a stop is asked for (Ctrl-C, SIGTERM): a worker that
+overruns its budget (drain + twice the grace period + a margin) exits on its own watchdog, and the
+supervisor kills any worker still alive after that budget, or at once on a second Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,36 +15,71 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 
 from server.config import Settings
+from server.process.signals import StopSignals
+from server.process.startup import EXIT_STARTUP_FAILED, StartupError, describe_bind_failure, port_in_use
 
 log = logging.getLogger("reconrouter")
 RESTART_BACKOFF_SECONDS = 1.0
+# Beyond drain + 2 * grace (the server's grace, then the delivery workers'), for closing pools.
+SHUTDOWN_MARGIN_SECONDS = 5.0
+# After SIGKILL, how long the supervisor waits to reap a worker before it gives up on it.
+REAP_SECONDS = 5.0
+# A worker that gets a second Ctrl-C exits at once with this code (128 + SIGINT, as shells do).
+EXIT_INTERRUPTED = 130
 
 
-def _install_stop_handlers(stop: threading.Event) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+def shutdown_budget(settings: Settings) -> float:
+    """The longest a server process may take to stop once asked to."""
+    return settings.shutdown_drain_seconds + 2 * settings.shutdown_grace_seconds + SHUTDOWN_MARGIN_SECONDS
 
 
-def serve_process(settings: Settings, stop: threading.Event, *, shared_port: bool, registry=None) -> None:
-    """One server process until `stop` is set, then drain and exit."""
+def _start_watchdog(seconds: float) -> None:
+    """Ends this process if stopping takes longer than `seconds` (a stuck thread, an untimed join)."""
+
+    def overrun() -> None:
+        time.sleep(seconds)
+        log.error("stopping took longer than its budget; exiting now", extra={"budget_seconds": seconds})
+        logging.shutdown()
+        os._exit(1)
+
+    threading.Thread(target=overrun, name="shutdown-watchdog", daemon=True).start()
+
+
+def serve_process(
+    settings: Settings,
+    signals: StopSignals,
+    *,
+    shared_port: bool,
+    registry=None,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """One server process until a stop is requested, then drain and return within the budget."""
     from prometheus_client import CollectorRegistry
 
     from server.bootstrap import build_app, build_grpc_server
 
     app = build_app(settings, metrics_registry=registry or CollectorRegistry())
     server = build_grpc_server(app, shared_port=shared_port)
-    server.start()
+    try:
+        server.start()
+    except RuntimeError as exc:
+        app.close()
+        if port_in_use(settings.grpc_host, settings.grpc_port):
+            raise StartupError(describe_bind_failure(settings.grpc_host, settings.grpc_port)) from None
+        raise StartupError(f"the gRPC server could not start: {exc}") from exc
+    if on_started is not None:
+        on_started()
     log.info("gRPC server listening", extra={"address": f"{settings.grpc_host}:{settings.grpc_port}"})
     if settings.delivery_workers_in_server:
         app.start_delivery_worker()
-    stop.wait()
+    signals.wait()
+    _start_watchdog(shutdown_budget(settings))
     # NOT_SERVING first, so health-checking proxies stop routing here; keep serving while they notice;
     # then refuse new calls and give in-flight ones the grace period.
     server.enter_graceful_shutdown()
@@ -68,25 +107,41 @@ def _start_metrics_http(settings: Settings, registry) -> None:
 
 
 def serve(
-    settings: Settings, stop: threading.Event | None = None, on_ready: Callable[[], None] | None = None
+    settings: Settings,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[], None] | None = None,
+    *,
+    signals: StopSignals | None = None,
 ) -> None:
-    stop = stop or threading.Event()
-    _install_stop_handlers(stop)
+    """Serve until SIGINT/SIGTERM (or `stop` is set). Raises StartupError when it cannot start."""
+    signals = signals or StopSignals(stop).install()
     if settings.worker_count == 1:
         from prometheus_client import CollectorRegistry
 
         registry = CollectorRegistry()
         _start_metrics_http(settings, registry)
-        threading.Thread(target=_when_listening, args=(settings, on_ready), daemon=True).start()
-        serve_process(settings, stop, shared_port=False, registry=registry)
+        started = threading.Event()
+        threading.Thread(target=_when_started, args=(started, signals, on_ready), daemon=True).start()
+        serve_process(settings, signals, shared_port=False, registry=registry, on_started=started.set)
         return
-    _supervise(settings, stop, on_ready)
+    _supervise(settings, signals, on_ready)
 
 
-def _when_listening(settings: Settings, on_ready: Callable[[], None] | None, timeout: float = 30) -> None:
-    """Calls on_ready once the gRPC port accepts connections (a plain TCP probe: no gRPC objects)."""
-    deadline = time.monotonic() + timeout
-    while on_ready is not None and time.monotonic() < deadline:
+def _when_started(
+    started: threading.Event, signals: StopSignals, on_ready: Callable[[], None] | None
+) -> None:
+    while on_ready is not None and not signals.stop.is_set():
+        if started.wait(0.1):
+            on_ready()
+            return
+
+
+def _when_listening(settings: Settings, signals: StopSignals, on_ready: Callable[[], None] | None) -> None:
+    """Calls on_ready once every worker's gRPC server is up (the supervisor's view: a health check)."""
+    import socket
+
+    deadline = time.monotonic() + 60
+    while on_ready is not None and time.monotonic() < deadline and not signals.stop.is_set():
         try:
             with socket.create_connection((settings.grpc_host, settings.grpc_port), timeout=0.5):
                 on_ready()
@@ -95,52 +150,103 @@ def _when_listening(settings: Settings, on_ready: Callable[[], None] | None, tim
             time.sleep(0.05)
 
 
-def _fork_worker(settings: Settings, index: int) -> int:
+def _fork_worker(settings: Settings, index: int, inherited: StopSignals) -> int:
     pid = os.fork()
     if pid:
         return pid
     code = 0
+    started = False
+
+    def mark_started() -> None:
+        nonlocal started
+        started = True
+
     try:
-        stop = threading.Event()
-        _install_stop_handlers(stop)
-        serve_process(settings, stop, shared_port=True)
+        signals = StopSignals(hard_exit_code=EXIT_INTERRUPTED).install()
+        # A signal that came between fork and install went to the supervisor's handler copied here.
+        signals.received += inherited.received
+        serve_process(settings, signals, shared_port=True, on_started=mark_started)
+    except StartupError as exc:
+        log.error(str(exc), extra={"worker": index})
+        code = EXIT_STARTUP_FAILED
     except BaseException:
         log.exception("worker %d failed", index)
-        code = 1
+        code = 1 if started else EXIT_STARTUP_FAILED
     finally:
+        logging.shutdown()
         os._exit(code)
 
 
-def _supervise(settings: Settings, stop: threading.Event, on_ready: Callable[[], None] | None) -> None:
+def _supervise(settings: Settings, signals: StopSignals, on_ready: Callable[[], None] | None) -> None:
     # Metrics of every worker land in files here; set before the workers import prometheus_client.
     metrics_dir = tempfile.mkdtemp(prefix="reconrouter-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from prometheus_client import CollectorRegistry, multiprocess
 
-    workers = {_fork_worker(settings, i): i for i in range(settings.worker_count)}
-    log.info("workers started", extra={"workers": len(workers), "pids": sorted(workers)})
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=metrics_dir)
-    _start_metrics_http(settings, registry)
-    threading.Thread(target=_when_listening, args=(settings, on_ready), daemon=True).start()
-    while workers:
-        if stop.is_set():
-            for pid in workers:
-                _signal(pid, signal.SIGTERM)
-            for pid in list(workers):
-                os.waitpid(pid, 0)
-                multiprocess.mark_process_dead(pid, metrics_dir)
-            return
-        pid, status = os.waitpid(-1, os.WNOHANG)
-        if pid == 0:
-            stop.wait(0.2)
-            continue
-        index = workers.pop(pid)
-        multiprocess.mark_process_dead(pid, metrics_dir)
-        if not stop.is_set():
+    workers: dict[int, int] = {}
+    failure: StartupError | None = None
+    try:
+        for index in range(settings.worker_count):
+            if signals.requested():
+                return
+            workers[_fork_worker(settings, index, signals)] = index
+        log.info("workers started", extra={"workers": len(workers), "pids": sorted(workers)})
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=metrics_dir)
+        _start_metrics_http(settings, registry)
+        threading.Thread(target=_when_listening, args=(settings, signals, on_ready), daemon=True).start()
+        while workers and not signals.requested():
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                signals.wait(0.2)
+                continue
+            index = workers.pop(pid, -1)
+            multiprocess.mark_process_dead(pid, metrics_dir)
+            if os.waitstatus_to_exitcode(status) == EXIT_STARTUP_FAILED:
+                failure = StartupError("a server worker could not start (its reason is logged above)")
+                break
+            if signals.requested():
+                break
             log.error("worker died; restarting", extra={"worker": index, "status": status})
-            time.sleep(RESTART_BACKOFF_SECONDS)
-            workers[_fork_worker(settings, index)] = index
+            if signals.wait(RESTART_BACKOFF_SECONDS):
+                break
+            workers[_fork_worker(settings, index, signals)] = index
+    finally:
+        _stop_workers(workers, shutdown_budget(settings), signals)
+        for pid in workers:
+            multiprocess.mark_process_dead(pid, metrics_dir)
+    if failure is not None:
+        raise failure
+
+
+def _stop_workers(workers: dict[int, int], budget: float, signals: StopSignals) -> None:
+    """SIGTERM every worker, reap them; SIGKILL whoever is left after `budget` or a second Ctrl-C."""
+    for pid in workers:
+        _signal(pid, signal.SIGTERM)
+    alive = set(workers)
+    deadline = time.monotonic() + budget
+    killed_at: float | None = None
+    while alive:
+        for pid in list(alive):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                alive.discard(pid)
+        if not alive:
+            return
+        now = time.monotonic()
+        if killed_at is None and (now >= deadline or signals.hurry()):
+            log.error("workers did not stop in time; killing them", extra={"pids": sorted(alive)})
+            for pid in alive:
+                _signal(pid, signal.SIGKILL)
+            killed_at = now
+        elif killed_at is not None and now - killed_at > REAP_SECONDS:
+            log.error("workers could not be reaped", extra={"pids": sorted(alive)})
+            return
+        signals.requested()
+        time.sleep(0.05)
 
 
 def _signal(pid: int, sig: int) -> None:

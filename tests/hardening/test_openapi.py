@@ -62,10 +62,10 @@ def test_one_operation_per_route_of_the_route_table(document):
 def test_parameters_follow_the_transcoder(document):
     listing = document["paths"]["/v1/exceptions"]["get"]
     query = {p["name"]: p for p in listing["parameters"] if p.get("in") == "query"}
-    # Every field of ListExceptionsRequest, by proto name and by json name.
-    assert {"status", "severity", "sort_by", "sortBy", "date_from", "dateFrom", "limit", "cursor"} <= set(
-        query
-    )
+    # Every field of ListExceptionsRequest, once, by its proto name; the json name is in the text.
+    assert {"status", "severity", "sort_by", "date_from", "limit", "cursor"} <= set(query)
+    assert not {"sortBy", "dateFrom"} & set(query)
+    assert "`sortBy`" in query["sort_by"]["description"]
     assert query["status"]["schema"]["enum"] == [
         "EXCEPTION_STATUS_UNSPECIFIED",
         "OPEN",
@@ -73,7 +73,8 @@ def test_parameters_follow_the_transcoder(document):
         "PENDING_RESOLUTION",
         "RESOLVED",
     ]
-    assert query["limit"]["schema"] == {"type": "integer", "format": "int32"}
+    # What the server enforces (server/codegen/openapi_constraints.py; test_openapi_constraints.py).
+    assert query["limit"]["schema"] == {"type": "integer", "format": "int32", "minimum": 0, "maximum": 200}
     get = document["paths"]["/v1/exceptions/{exception_id}"]["get"]
     [path_param] = [p for p in get["parameters"] if p.get("in") == "path"]
     assert path_param["name"] == "exception_id" and path_param["required"] is True
@@ -106,7 +107,17 @@ def test_schemas_use_proto_names_out_both_spellings_in_and_enum_names(document):
     assert not {"amount", "assigned_to", "created_at"} & set(response["required"])
     status = document["components"]["schemas"]["google.rpc.Status"]
     assert set(status["properties"]) == {"code", "message", "details"}
-    assert status["properties"]["details"]["items"]["required"] == ["@type"]
+    # Every detail the service or Envoy puts in `details` has its schema, with its "@type".
+    details = status["properties"]["details"]["items"]["anyOf"]
+    names = [ref["$ref"].rsplit(".", 1)[-1] for ref in details]
+    assert names == ["ErrorInfo", "BadRequest", "RetryInfo", "RequestInfo"]
+    for ref in details:
+        detail = schema(document, ref)
+        assert detail["required"][0] == "@type"
+        assert detail["properties"]["@type"]["const"].endswith(ref["$ref"].rsplit("/", 1)[-1])
+    # Requests do not forbid unknown fields (the transcoder ignores them); responses do.
+    assert "additionalProperties" not in request
+    assert response["additionalProperties"] is False
 
 
 def test_security_idempotency_and_request_id_on_every_operation(document):
@@ -126,7 +137,9 @@ def test_security_idempotency_and_request_id_on_every_operation(document):
         elif info.signed_hook:  # no token: the system's signature over the body (401 without it)
             assert op["security"] == [] and "401" in op["responses"], path
         else:
-            assert op["security"] == [{"bearerAuth": [info.required_scope] if info.required_scope else []}]
+            # No scopes on an http bearer scheme; the scope is x-required-scope.
+            assert op["security"] == [{"bearerAuth": []}]
+            assert op.get("x-required-scope", "") == info.required_scope
             assert "401" in op["responses"]
         if verb != "get" and not info.public:
             assert {"X-Idempotency-Key", "Idempotency-Key"} <= names, path
@@ -138,7 +151,9 @@ def test_security_idempotency_and_request_id_on_every_operation(document):
             assert "Retry-After" in json.dumps(op["responses"]["429"]) or op["responses"]["429"]["$ref"]
     callback = document["paths"]["/v1/exceptions/{exception_id}/callback"]["post"]
     [key] = [p for p in callback["parameters"] if p.get("name") == "X-Idempotency-Key"]
-    assert key["required"] is True
+    # Either header does: neither is required by itself; the rule is in the text and the extension.
+    assert key["required"] is False and "Idempotency-Key" in key["description"]
+    assert callback["x-idempotency-key-required"] is True
 
 
 def test_get_openapi_json_serves_the_generated_bytes_without_a_token(hard_stack):

@@ -277,3 +277,16 @@ def test_the_outer_calls_deadline_also_ends_the_batch():
     runner = make_runner(fake, budget=30, clock=Clock(100, 101))
     results = runner.run(batch(CREATE, CREATE), OuterCall(WRITER, "outer", deadline=100.5))
     assert [r.status for r in results] == [200, 504]
+
+
+def test_a_substituted_path_bound_to_other_methods_is_envoys_405_with_allow():
+    fake = FakeExceptions()
+    create = {**CREATE, "id": "c", "data": '{"transaction_id": ""}'}
+    item = {"url": "/v1/exceptions/@{c.transaction_id}/dispatch", "method": "POST", "data": "{}"}
+    results = run(make_runner(fake), batch(create, item))
+    # /v1/exceptions//dispatch is /v1/exceptions/dispatch: only GET (GetException) is bound there.
+    assert results[1].status == 405, results[1].contents
+    assert results[1].headers["allow"] == "GET"
+    reasons = [d.get("reason") for d in results[1].contents["details"]]
+    assert "METHOD_NOT_ALLOWED" in reasons
+    assert results[1].contents["details"][-1]["request_id"] == results[1].headers["x-request-id"]

@@ -1,0 +1,168 @@
+"""What the server enforces on input, as JSON Schema keywords for the OpenAPI document.
+
+The protos carry no validation options (yet): the rules live in the domain and the services, and
+the numbers here are read from the modules that enforce them, so a changed limit changes the
+document. tests/hardening/test_openapi_constraints.py sends, for every keyword stated here, a value
+just inside (accepted) and just outside (400 naming the field) through the real stack; a rule
+added to the server but not here is what schemathesis' positive generation finds.
+
+Only input is constrained: request bodies (the `<Message>Input` schemas), query and path
+parameters. Keys are (message full name, field name).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.domain.bulk import MAX_BULK_IDS
+from server.domain.dispatch import MAX_NAME, TargetSystem
+from server.domain.exceptions import LIMITS
+from server.domain.paging import MAX_LIMIT, SORT_FIELDS
+from server.services.exceptions import MAX_BATCH_CREATE
+
+Schema = dict[str, Any]
+
+# uuid.UUID accepts more spellings (no hyphens, braces, urn:uuid:); the document names the usual one.
+UUID: Schema = {"format": "uuid"}
+# Every input string: the request guard refuses NUL characters anywhere (docs/hardening.md).
+NO_NUL = r"^[^\u0000]*$"
+# Python's str.strip() empties whitespace-only text, which counts as missing: at least one other
+# character (and no NUL).
+NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+# server/domain/exceptions.py: _AMOUNT and _CURRENCY (anchored there with re.match).
+AMOUNT_PATTERN = r"^\d{1,18}(\.\d{1,4})?$"
+CURRENCY_PATTERN = "^[A-Z]{3}$"
+
+_EXCEPTIONS = "reconrouter.exceptions.v1."
+_DELIVERIES = "reconrouter.deliveries.v1."
+_TARGETS = "reconrouter.targets.v1."
+_BULK = "reconrouter.bulk.v1."
+_PAGE_LIMIT: Schema = {"minimum": 0, "maximum": MAX_LIMIT}
+_IDS: Schema = {"minItems": 1, "maxItems": MAX_BULK_IDS, "items": UUID}
+TARGET_SYSTEMS = [t.value for t in TargetSystem]
+
+FIELDS: dict[tuple[str, str], Schema] = {
+    # CreateException, and each item of BatchCreateExceptions (validate_new_exception).
+    (_EXCEPTIONS + "CreateExceptionRequest", "transaction_id"): {
+        "maxLength": LIMITS["transaction_id"],
+        "pattern": NOT_BLANK,
+    },
+    (_EXCEPTIONS + "CreateExceptionRequest", "reason"): {"maxLength": LIMITS["reason"]},
+    (_EXCEPTIONS + "CreateExceptionRequest", "source"): {"maxLength": LIMITS["source"]},
+    (_EXCEPTIONS + "CreateExceptionRequest", "amount"): {"pattern": AMOUNT_PATTERN},
+    (_EXCEPTIONS + "CreateExceptionRequest", "currency"): {"pattern": CURRENCY_PATTERN},
+    (_EXCEPTIONS + "CreateExceptionRequest", "metadata"): {
+        "maxProperties": LIMITS["metadata_entries"],
+        "propertyNames": {"minLength": 1, "maxLength": LIMITS["metadata_key"], "pattern": NO_NUL},
+        "additionalProperties": {"maxLength": LIMITS["metadata_value"]},
+    },
+    (_EXCEPTIONS + "BatchCreateExceptionsRequest", "exceptions"): {
+        "minItems": 1,
+        "maxItems": MAX_BATCH_CREATE,
+    },
+    # Listing (paging.parse_limit, parse_sort; the filters' lengths in services/exceptions.py).
+    (_EXCEPTIONS + "ListExceptionsRequest", "limit"): _PAGE_LIMIT,
+    (_EXCEPTIONS + "ListExceptionsRequest", "sort_by"): {"enum": list(SORT_FIELDS)},
+    (_EXCEPTIONS + "ListExceptionsRequest", "sort_order"): {"enum": ["asc", "desc"]},
+    (_EXCEPTIONS + "ListExceptionsRequest", "assigned_to"): {"maxLength": 255},
+    (_EXCEPTIONS + "ListExceptionsRequest", "external_system"): {"maxLength": 255},
+    (_EXCEPTIONS + "ListExceptionsRequest", "date_from"): {"format": "date-time"},
+    (_EXCEPTIONS + "ListExceptionsRequest", "date_to"): {"format": "date-time"},
+    (_EXCEPTIONS + "ListExceptionHistoryRequest", "limit"): _PAGE_LIMIT,
+    (_DELIVERIES + "ListDeliveriesRequest", "limit"): _PAGE_LIMIT,
+    (_DELIVERIES + "ListDeliveriesRequest", "target_system"): {"enum": TARGET_SYSTEMS},
+    # Bulk changes (services/exceptions.py: bulk_assign, bulk_resolve).
+    (_EXCEPTIONS + "BulkAssignExceptionsRequest", "assignee"): {
+        "maxLength": LIMITS["assignee"],
+        "pattern": NOT_BLANK,
+    },
+    (_EXCEPTIONS + "BulkResolveExceptionsRequest", "resolution"): {
+        "maxLength": LIMITS["resolution"],
+        "pattern": NOT_BLANK,
+    },
+    (_EXCEPTIONS + "BulkResolveExceptionsRequest", "reason"): {"maxLength": LIMITS["resolution_reason"]},
+    # /v1/bulk: at least one sub-request (the most is the BULK_MAX_REQUESTS setting).
+    (_BULK + "BatchRequest", "requests"): {"minItems": 1},
+    # Ids (domain.exceptions.parse_uuid; bulk.unique_ids).
+    (_EXCEPTIONS + "GetExceptionRequest", "exception_id"): UUID,
+    (_EXCEPTIONS + "ListExceptionHistoryRequest", "exception_id"): UUID,
+    (_EXCEPTIONS + "DispatchExceptionRequest", "exception_id"): UUID,
+    (_EXCEPTIONS + "BulkDispatchExceptionsRequest", "exception_ids"): _IDS,
+    (_EXCEPTIONS + "BulkAssignExceptionsRequest", "exception_ids"): _IDS,
+    (_EXCEPTIONS + "BulkResolveExceptionsRequest", "exception_ids"): _IDS,
+    (_DELIVERIES + "BulkRetryDeliveriesRequest", "delivery_ids"): _IDS,
+    (_DELIVERIES + "GetDeliveryRequest", "delivery_id"): UUID,
+    (_DELIVERIES + "RetryDeliveryRequest", "delivery_id"): UUID,
+    (_DELIVERIES + "CancelDeliveryRequest", "delivery_id"): UUID,
+    (_DELIVERIES + "ListExceptionDeliveriesRequest", "exception_id"): UUID,
+    # Dispatch (domain.dispatch: a blank one is 400, one outside the list 422 UNSUPPORTED_TARGET_SYSTEM).
+    (_EXCEPTIONS + "DispatchExceptionRequest", "target_system"): {"enum": TARGET_SYSTEMS},
+    (_EXCEPTIONS + "DispatchExceptionRequest", "queue"): {"maxLength": MAX_NAME},
+    (_EXCEPTIONS + "BulkDispatchExceptionsRequest", "target_system"): {"enum": TARGET_SYSTEMS},
+    (_EXCEPTIONS + "BulkDispatchExceptionsRequest", "queue"): {"maxLength": MAX_NAME},
+    # The target system in a /v1/targets path (outside the list: 422 UNSUPPORTED_TARGET_SYSTEM).
+    **{
+        (_TARGETS + message, "target_system"): {"enum": TARGET_SYSTEMS}
+        for message in (
+            "PutTargetRequest",
+            "GetTargetRequest",
+            "DeleteTargetRequest",
+            "PauseTargetRequest",
+            "ResumeTargetRequest",
+        )
+    },
+}
+
+# Fields a request must carry (by either spelling), per input message.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    _EXCEPTIONS + "CreateExceptionRequest": ("transaction_id",),
+    _EXCEPTIONS + "BatchCreateExceptionsRequest": ("exceptions",),
+    _EXCEPTIONS + "DispatchExceptionRequest": ("target_system",),
+    _EXCEPTIONS + "BulkDispatchExceptionsRequest": ("exception_ids", "target_system"),
+    _EXCEPTIONS + "BulkAssignExceptionsRequest": ("exception_ids", "assignee"),
+    _EXCEPTIONS + "BulkResolveExceptionsRequest": ("exception_ids", "resolution"),
+    _BULK + "BatchRequest": ("requests",),
+    _DELIVERIES + "BulkRetryDeliveriesRequest": ("delivery_ids",),
+}
+
+# Rules between fields: `amount` needs `currency` (validate_new_exception).
+DEPENDENT_REQUIRED: dict[str, dict[str, list[str]]] = {
+    _EXCEPTIONS + "CreateExceptionRequest": {"amount": ["currency"]},
+}
+
+
+def constrained(schema: Schema, message: str, field: str) -> Schema:
+    """The field's schema with the constraints the server enforces on it (items and map values
+    merged into the element schema)."""
+    extra = FIELDS.get((message, field))
+    if not extra:
+        return schema
+    merged = dict(schema)
+    for key, value in extra.items():
+        if key in ("items", "additionalProperties") and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def message_constraints(message: str, spellings: dict[str, str]) -> Schema:
+    """`required` (either spelling: `spellings` maps proto name to json name) and dependencies."""
+    schema: Schema = {}
+    plain: list[str] = []
+    spelled: list[Schema] = []
+    for name in REQUIRED.get(message, ()):
+        json_name = spellings.get(name, name)
+        if json_name == name:
+            plain.append(name)
+        else:
+            spelled.append({"anyOf": [{"required": [name]}, {"required": [json_name]}]})
+    if plain:
+        schema["required"] = plain
+    if len(spelled) == 1:
+        schema["anyOf"] = spelled[0]["anyOf"]
+    elif spelled:
+        schema["allOf"] = spelled
+    if message in DEPENDENT_REQUIRED:
+        schema["dependentRequired"] = DEPENDENT_REQUIRED[message]
+    return schema

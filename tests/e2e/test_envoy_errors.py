@@ -1,0 +1,122 @@
+"""Errors Envoy produces itself (before any server code runs) carry the server's details: ErrorInfo,
+RequestInfo with the request id, BadRequest naming the field where Envoy's message names one; a
+known path called with the wrong method is 405 with `Allow` (envoy/envoy.yaml.tmpl, Lua filter)."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from server.contract.methods import load_methods
+from server.contract.routes import HTTP_METHODS, RouteTable
+
+
+def _details(response: httpx.Response) -> dict[str, dict]:
+    body = response.json()
+    return {detail["@type"].rsplit(".", 1)[-1]: detail for detail in body["details"]}
+
+
+def _field_violations(details: dict[str, dict]) -> list[str]:
+    return [v["field"] for v in details.get("BadRequest", {}).get("field_violations", [])]
+
+
+BAD = "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "status", "reason", "field"),
+    [
+        ("POST", "/v1/exceptions", b'{"transaction_id": ', 400, "INVALID_ARGUMENT", None),
+        ("POST", "/v1/exceptions", b"\xff\xfe", 400, "INVALID_ARGUMENT", None),
+        ("POST", "/v1/exceptions", b'{"transaction_id": 12}', 400, BAD, "transaction_id"),
+        ("POST", "/v1/exceptions", b'{"transaction_id": "t", "severity": "NOPE"}', 400, BAD, "severity"),
+        ("POST", "/v1/exceptions", b'{"transaction_id": "t", "metadata": [1]}', 400, BAD, "metadata"),
+        ("POST", "/v1/exceptions", b'{"transaction_id": "t", "amount": {"a": 1}}', 400, BAD, "amount"),
+        ("GET", "/v1/exceptions?colour=blue", None, 400, "INVALID_ARGUMENT", "colour"),
+        ("GET", "/v1/exceptions?limit=abc", None, 400, "INVALID_ARGUMENT", "limit"),
+        ("GET", "/v1/exceptions?status=NOPE", None, 400, "INVALID_ARGUMENT", "status"),
+        ("GET", "/v1/no-such-route", None, 404, "NOT_FOUND", None),
+        ("DELETE", "/v1/exceptions", None, 405, "METHOD_NOT_ALLOWED", None),
+        (
+            "POST",
+            "/v1/exceptions",
+            b'{"transaction_id": "' + b"x" * (4 * 1024 * 1024 + 10) + b'"}',
+            413,
+            "PAYLOAD_TOO_LARGE",
+            None,
+        ),
+    ],
+)
+def test_envoy_errors_carry_error_info_request_info_and_the_field(
+    api, method, path, content, status, reason, field
+):
+    request_id = f"envoy-error-{uuid.uuid4()}"
+    response = api.request(
+        method,
+        path,
+        content=content,
+        headers={"Content-Type": "application/json", "X-Request-Id": request_id},
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["x-request-id"] == request_id
+    assert "x-reconrouter-local-reply" not in response.headers
+    details = _details(response)
+    assert details["ErrorInfo"]["reason"] == reason
+    assert details["ErrorInfo"]["domain"] == "reconrouter"
+    assert details["RequestInfo"]["request_id"] == request_id
+    assert _field_violations(details) == ([field] if field else []), response.text
+    # The same order as the server's errors: ErrorInfo, BadRequest, RequestInfo.
+    order = [d["@type"].rsplit(".", 1)[-1] for d in response.json()["details"]]
+    assert order == [k for k in ("ErrorInfo", "BadRequest", "RequestInfo") if k in order]
+
+
+def test_a_generated_request_id_is_the_one_in_the_body(api):
+    response = api.get("/v1/exceptions", params={"colour": "blue"})
+    assert response.status_code == 400
+    generated = response.headers["x-request-id"]
+    uuid.UUID(generated)
+    assert _details(response)["RequestInfo"]["request_id"] == generated
+
+
+def test_the_field_violation_matches_what_the_server_says_for_its_own_validation(api):
+    """A field the server rejects and one Envoy rejects look alike to a client."""
+    server = api.get("/v1/exceptions", params={"limit": "5000"})
+    envoy = api.get("/v1/exceptions", params={"limit": "many"})
+    assert server.status_code == envoy.status_code == 400
+    assert _field_violations(_details(server)) == _field_violations(_details(envoy)) == ["limit"]
+    assert set(_details(server)) == set(_details(envoy))
+
+
+def _concrete(segments: tuple[str, ...]) -> str:
+    return "/" + "/".join(str(uuid.uuid4()) if s in ("*", "**") else s for s in segments)
+
+
+def test_every_known_path_answers_405_with_allow_for_each_method_it_lacks(api):
+    """Generated from the contract: for every REST template, every other method is 405 and Allow
+    lists exactly the methods the route table resolves for that path."""
+    table = RouteTable(load_methods())
+    checked = 0
+    for route in table.routes:
+        path = _concrete(route.segments)
+        bound = table.methods_for(path)
+        for method in HTTP_METHODS:
+            if method in bound:
+                continue
+            response = api.request(method, path, headers={"Content-Type": "application/json"})
+            assert response.status_code == 405, (method, path, response.text)
+            assert response.headers["allow"] == ", ".join(sorted(bound)), (method, path)
+            details = _details(response)
+            assert details["ErrorInfo"]["reason"] == "METHOD_NOT_ALLOWED"
+            assert details["RequestInfo"]["request_id"] == response.headers["x-request-id"]
+            checked += 1
+    assert checked > 50
+
+
+def test_a_bound_method_still_reaches_the_server_and_an_unknown_path_is_404(api):
+    assert api.get("/v1/exceptions").status_code == 200
+    # A trailing slash and doubled slashes name the same route.
+    assert api.request("DELETE", "/v1//exceptions/").status_code == 405
+    assert api.request("DELETE", "/v1/exceptions/a/b/c/d").status_code == 404
