@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 
-.PHONY: help venv gen gen-check migrate run cluster test fuzz soak bench bench-quick bench-tools bench-idempotency bench-dispatch bench-bulk lint typecheck buf-lint buf-breaking docs-assets fmt clean
+.PHONY: help venv gen gen-check migrate run cluster test fuzz soak bench bench-quick bench-tools bench-idempotency bench-dispatch bench-bulk lint typecheck buf-lint buf-breaking buf-baseline docs-assets fmt clean
 .DEFAULT_GOAL := help
 # A recipe that fails leaves no half-written target behind (gen/reconrouter.pb, the $(VENV) stamps).
 .DELETE_ON_ERROR:
@@ -142,8 +142,11 @@ lint: typecheck buf-lint buf-breaking ## ruff check, format check, the type chec
 # It reads the descriptor set make gen writes; --path keeps it to our files (buf.yaml says why).
 BUF_VERSION ?= 1.75.0
 BUF := $(VENV)/buf/node_modules/.bin/buf
-# The git revision whose committed gen/reconrouter.pb the protos must stay compatible with.
-BUF_AGAINST ?= main
+# buf breaking compares with the contract as last published: the descriptor set kept in
+# BUF_BASELINE (make buf-baseline records the current one when a version is released). With
+# BUF_AGAINST=<git revision> it compares with that revision's committed gen/reconrouter.pb instead.
+BUF_BASELINE ?= proto/baseline/reconrouter.binpb
+BUF_AGAINST ?=
 $(BUF):
 	@echo '==> installing buf $(BUF_VERSION) from the npm registry (@bufbuild/buf)'
 	npm install --no-audit --no-fund --loglevel=error --prefix $(VENV)/buf @bufbuild/buf@$(BUF_VERSION)
@@ -151,14 +154,19 @@ $(BUF):
 buf-lint: $(GEN_OUT) $(BUF) ## buf lint (STANDARD; the deliberate exceptions are in buf.yaml)
 	$(BUF) lint '$(GEN_OUT)#format=binpb' --config buf.yaml --path reconrouter
 
-buf-breaking: $(GEN_OUT) $(BUF) ## buf breaking (FILE) against the descriptor set committed on BUF_AGAINST (main)
-	@against=$$(git rev-parse --verify -q '$(BUF_AGAINST)^{commit}' || git rev-parse --verify -q 'origin/$(BUF_AGAINST)^{commit}') \
-	  || { echo 'buf-breaking: no revision $(BUF_AGAINST) (nor origin/$(BUF_AGAINST)); set BUF_AGAINST=<rev>' >&2; exit 2; }; \
-	tmp=$$(mktemp --suffix=.pb); trap 'rm -f "$$tmp"' EXIT; \
-	git show "$$against:$(GEN_OUT)" > "$$tmp" \
-	  || { echo "buf-breaking: $(GEN_OUT) is not in $(BUF_AGAINST) ($$against)" >&2; exit 2; }; \
-	echo "buf breaking against $(BUF_AGAINST) ($$against)"; \
+buf-breaking: $(GEN_OUT) $(BUF) ## buf breaking (FILE) against the published contract (BUF_BASELINE, or BUF_AGAINST=<rev>)
+	@tmp=$$(mktemp --suffix=.pb); trap 'rm -f "$$tmp"' EXIT; \
+	if [ -n '$(BUF_AGAINST)' ]; then \
+	  against=$$(git rev-parse --verify -q '$(BUF_AGAINST)^{commit}' || git rev-parse --verify -q 'origin/$(BUF_AGAINST)^{commit}') \
+	    || { echo 'buf-breaking: no revision $(BUF_AGAINST) (nor origin/$(BUF_AGAINST))' >&2; exit 2; }; \
+	  git show "$$against:$(GEN_OUT)" > "$$tmp" \
+	    || { echo "buf-breaking: $(GEN_OUT) is not in $(BUF_AGAINST) ($$against)" >&2; exit 2; }; \
+	  echo "buf breaking against $(BUF_AGAINST) ($$against)"; \
+	else cp '$(BUF_BASELINE)' "$$tmp"; echo 'buf breaking against the published contract ($(BUF_BASELINE))'; fi; \
 	$(BUF) breaking '$(GEN_OUT)#format=binpb' --against "$$tmp#format=binpb" --config buf.yaml --path reconrouter
+
+buf-baseline: $(GEN_OUT) ## record the current contract as the published one buf-breaking protects (on a release)
+	cp $(GEN_OUT) $(BUF_BASELINE)
 
 typecheck: $(GEN_OUT) $(DEV) ## mypy over server/ (pyproject.toml [tool.mypy]: adapters checked against the domain's ports)
 	$(PY) -m mypy
