@@ -40,6 +40,13 @@ class Settings:
     # revocation made elsewhere (CLI, another replica) takes effect within this. 0 = every call.
     auth_cache_seconds: float = 5.0
     max_body_bytes: int = 4 * 1024 * 1024
+    # Envoy's connection budgets (server/process/envoy.py ConnectionBudget, envoy/README.md "Budgets").
+    envoy_max_connections: int = 4096
+    envoy_request_headers_timeout_seconds: float = 10.0
+    envoy_idle_timeout_seconds: float = 60.0
+    envoy_upstream_idle_timeout_seconds: float = 5.0
+    envoy_max_streams_per_connection: int = 100
+    envoy_max_upstream_requests: int = 1024
     log_level: str = "INFO"
     dispatch_allow_private_networks: bool = False
     rate_limit_dispatch_per_minute: int = 50
@@ -130,6 +137,17 @@ class Settings:
             raise SettingsError("WORKERS must be 0 (one per core) or more")
         if self.max_body_bytes < 1024:
             raise SettingsError("MAX_BODY_BYTES must be at least 1024")
+        counts = ("envoy_max_connections", "envoy_max_streams_per_connection", "envoy_max_upstream_requests")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
+        for name in (
+            "envoy_request_headers_timeout_seconds",
+            "envoy_idle_timeout_seconds",
+            "envoy_upstream_idle_timeout_seconds",
+        ):
+            if not getattr(self, name) >= 0.001:
+                raise SettingsError(f"{name.upper()} must be at least 0.001 (0 would mean no limit)")
         if self.bulk_max_requests < 1 or not self.bulk_time_budget_seconds > 0:
             raise SettingsError("BULK_MAX_REQUESTS must be at least 1 and BULK_TIME_BUDGET_SECONDS above 0")
         if self.dispatch_breaker_failures < 1:

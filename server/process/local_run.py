@@ -6,9 +6,13 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from server.config import PROJECT_ROOT, Settings
 from server.domain.auth import SCOPES
+
+if TYPE_CHECKING:
+    from server.process.envoy import ConnectionBudget
 
 log = logging.getLogger("reconrouter")
 
@@ -47,6 +51,19 @@ def _banner(settings: Settings, token: str | None) -> str:
     return "\n".join(lines)
 
 
+def envoy_budget(settings: Settings) -> ConnectionBudget:
+    from server.process.envoy import ConnectionBudget
+
+    return ConnectionBudget(
+        max_connections=settings.envoy_max_connections,
+        request_headers_timeout_seconds=settings.envoy_request_headers_timeout_seconds,
+        downstream_idle_timeout_seconds=settings.envoy_idle_timeout_seconds,
+        upstream_idle_timeout_seconds=settings.envoy_upstream_idle_timeout_seconds,
+        max_streams_per_connection=settings.envoy_max_streams_per_connection,
+        max_upstream_requests=settings.envoy_max_upstream_requests,
+    )
+
+
 def run(settings: Settings, migrate: Callable[[Settings], None], serve: Callable[..., None]) -> None:
     from server.contract.artifacts import DESCRIPTOR_SET
     from server.contract.methods import service_names
@@ -65,6 +82,7 @@ def run(settings: Settings, migrate: Callable[[Settings], None], serve: Callable
         descriptor_path=DESCRIPTOR_SET,
         services=service_names(),
         max_body_bytes=settings.max_body_bytes,
+        budget=envoy_budget(settings),
         out_path=run_dir / "envoy.yaml",
     )
     envoy = start_envoy(config, log_path=run_dir / "envoy.log")
@@ -133,6 +151,7 @@ def run_cluster(settings: Settings, replicas: int, migrate: Callable[[Settings],
         admin_port=settings.envoy_admin_port,
         services=service_names(),
         max_body_bytes=settings.max_body_bytes,
+        budget=envoy_budget(settings),
         out_path=run_dir / "envoy-cluster.yaml",
     )
     envoy = start_envoy(config, log_path=run_dir / "envoy-cluster.log")
