@@ -65,6 +65,10 @@ class Settings:
     # yet started answer 504 (below Envoy's 60 s route timeout, so the batch still answers).
     bulk_max_requests: int = 100
     bulk_time_budget_seconds: float = 30.0
+    # The answer of one /v1/bulk, budgeted while it is built (docs/bulk.md "Memory budget"); at most
+    # MAX_BODY_BYTES, a quarter of gRPC's send limit, so the typed gRPC answer (each element as a
+    # Struct and as the message) fits too.
+    bulk_max_response_bytes: int = 4 * 1024 * 1024
 
     # Dispatch to target systems (docs/targets.md). Fernet keys, comma-separated (first encrypts);
     # empty: a key generated once into the key file (make run on a fresh machine).
@@ -148,6 +152,8 @@ class Settings:
         ):
             if not getattr(self, name) >= 0.001:
                 raise SettingsError(f"{name.upper()} must be at least 0.001 (0 would mean no limit)")
+        if not 1024 <= self.bulk_max_response_bytes <= self.max_body_bytes:
+            raise SettingsError("BULK_MAX_RESPONSE_BYTES must be from 1024 to MAX_BODY_BYTES")
         if self.bulk_max_requests < 1 or not self.bulk_time_budget_seconds > 0:
             raise SettingsError("BULK_MAX_REQUESTS must be at least 1 and BULK_TIME_BUDGET_SECONDS above 0")
         if self.dispatch_breaker_failures < 1:
