@@ -53,6 +53,12 @@ def envoy_stat(stack: Stack, name: str) -> int:
     raise AssertionError(f"Envoy has no stat {name}: {text!r}")
 
 
+def listener_stat(stack: Stack, suffix: str) -> int:
+    """A per-listener counter (its name carries the listener's address), summed over listeners."""
+    text = httpx.get(f"http://127.0.0.1:{stack.admin_port}/stats", params={"filter": f"^listener\\..*{suffix}$"}).text
+    return sum(int(line.partition(": ")[2]) for line in text.splitlines() if line.strip())
+
+
 def short_request(port: int) -> bytes:
     """One request on a fresh connection that closes after it (HTTP/1.1 `Connection: close`)."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
@@ -142,3 +148,37 @@ def test_a_client_sending_headers_slowly_is_cut_off_while_others_are_served(budg
     if answer:
         assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
     assert envoy_stat(stack, "http.rest.downstream_rq_header_timeout") == timeouts_before + 1
+
+
+def test_idle_connections_cannot_hold_the_connection_cap(tmp_path):
+    """Clients that open connections and send nothing fill the cap only until the idle timeout."""
+    cap = 12
+    budget = ConnectionBudget(max_connections=cap, downstream_idle_timeout_seconds=2.0)
+    with sqlite_database(tmp_path) as url, Stack(url, work_dir=tmp_path, budget=budget) as stack:
+        idle = [socket.create_connection(("127.0.0.1", stack.http_port), timeout=5) for _ in range(cap + 4)]
+        try:
+            # Beyond the cap Envoy closes new connections at once (the overload manager's monitor).
+            assert envoy_stat(stack, "http.rest.downstream_cx_active") <= cap
+            assert listener_stat(stack, "downstream_global_cx_overflow") >= 4
+            # The idle ones are closed at the idle timeout; then everyone is served again.
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    served = short_request(stack.http_port).startswith(b"HTTP/1.1 200")
+                except OSError:
+                    served = False
+                if served or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert served
+            closed = 0
+            for sock in idle:
+                sock.settimeout(5)
+                try:
+                    closed += sock.recv(1) == b""
+                except OSError:
+                    closed += 1
+            assert closed == len(idle)
+        finally:
+            for sock in idle:
+                sock.close()
