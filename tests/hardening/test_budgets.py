@@ -55,7 +55,8 @@ def envoy_stat(stack: Stack, name: str) -> int:
 
 def listener_stat(stack: Stack, suffix: str) -> int:
     """A per-listener counter (its name carries the listener's address), summed over listeners."""
-    text = httpx.get(f"http://127.0.0.1:{stack.admin_port}/stats", params={"filter": f"^listener\\..*{suffix}$"}).text
+    stats = f"http://127.0.0.1:{stack.admin_port}/stats"
+    text = httpx.get(stats, params={"filter": f"^listener\\..*{suffix}$"}).text
     return sum(int(line.partition(": ")[2]) for line in text.splitlines() if line.strip())
 
 
