@@ -3,8 +3,11 @@ through Envoy, as `/v1/bulk` sub-requests and over gRPC: every answer is a refus
 never a 5xx (REST) or INTERNAL / UNKNOWN (gRPC). HYPOTHESIS_EXAMPLES (default 60 here) per sweep;
 `make fuzz` raises it.
 
-The stack allows private networks (tests/support/stack.py), so URLs are only checked for syntax when a
-target is configured, and nothing is ever dispatched: no request leaves the machine.
+The shared stack allows private networks (tests/support/stack.py), so URLs are only checked for syntax
+when a target is configured. The sweep with private networks off (where the address check resolves
+the host) draws only hosts the resolver answers without DNS: IP literals and labels over 63
+characters (refused by IDNA encoding before any lookup). Nothing is ever dispatched: no request
+leaves the machine.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from server.domain.auth import SCOPES
 from server.services.tokens import TokenService
 from server.storage.engine import make_engine
 from server.storage.uow import SqlUnitOfWorkFactory
+from tests.support.databases import sqlite_database
+from tests.support.dispatch import Tenant, dispatch_stack
 
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))
 SETTINGS = settings(
@@ -206,3 +211,40 @@ def test_target_url_edges(client, channel, token, url):
     )
     metadata = [("authorization", f"Bearer {token}")]
     grpc_outcome(lambda: stub.PutTarget(request, metadata=metadata, timeout=30))
+
+
+# Hosts getaddrinfo answers without asking DNS: literals, and names IDNA refuses (a label over 63).
+OFFLINE_HOSTS = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda ip: f"[{ip}]"),
+    st.from_regex(r"[a-z]{64,80}(\.[a-z]{64,70})?", fullmatch=True),
+)
+OFFLINE_URLS = st.builds(
+    lambda host, port, path: f"https://{host}{port}{path}",
+    OFFLINE_HOSTS,
+    st.one_of(
+        st.just(""), st.integers(-5, 200000).map(lambda p: f":{p}"), st.sampled_from([":x", ":+1", ":1:2"])
+    ),
+    st.sampled_from(["", "/", "/hook", "/a%zz"]),
+)
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory):
+    work = tmp_path_factory.mktemp("edge-strict")
+    with (
+        sqlite_database(work) as url,
+        dispatch_stack(url, work, DISPATCH_ALLOW_PRIVATE_NETWORKS="false") as stack,
+    ):
+        tenant = Tenant(stack)
+        yield tenant
+        tenant.close()
+
+
+@SETTINGS
+@given(url=OFFLINE_URLS)
+def test_target_url_edges_with_private_networks_off(strict, url):
+    # An invalid port or an over-long label was a 500 here (the address check read them).
+    no_server_fault(strict.http.put("/v1/targets/WEBHOOK", json={"url": url, "secret": "s" * 20}))
+    jira = {"base_url": url, "api_token": "t"}
+    no_server_fault_in_bulk(strict.http, {"url": "/v1/targets/JIRA", "method": "PUT", "data": jira})
