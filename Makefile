@@ -96,6 +96,7 @@ SOAK_SECONDS ?= 600
 fuzz: $(GEN_OUT) $(DEV) ## schemathesis + Hypothesis at full budgets (~4 min)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HYPOTHESIS_EXAMPLES=$(HYPOTHESIS_EXAMPLES) \
 	  $(PY) -m pytest -s -p no:cacheprovider tests/hardening/test_fuzz.py tests/hardening/test_properties.py \
+	  tests/hardening/test_edge_sweep.py \
 	  -o timeout=3600 $(PYTEST_ARGS)
 
 soak: $(GEN_OUT) $(DEV) ## the mixed workload for SOAK_SECONDS (10 min) on the real stack

@@ -155,7 +155,13 @@ class App:
         return servicers
 
     def _bulk_runner(self) -> BulkRunner:
-        limits = BulkLimits(self.settings.bulk_max_requests, self.settings.bulk_time_budget_seconds)
+        limits = BulkLimits(
+            self.settings.bulk_max_requests,
+            self.settings.bulk_time_budget_seconds,
+            self.settings.bulk_max_response_bytes,
+            # The server's send limit (server/rpc/server.py): four times the receive limit.
+            4 * self.settings.max_body_bytes,
+        )
         observe = self.metrics.observe_subrequest if self.metrics else None
         return BulkRunner(RouteTable(self.methods), limits, savepoint_per_request(self.uow), observe=observe)
 

@@ -40,6 +40,13 @@ class Settings:
     # revocation made elsewhere (CLI, another replica) takes effect within this. 0 = every call.
     auth_cache_seconds: float = 5.0
     max_body_bytes: int = 4 * 1024 * 1024
+    # Envoy's connection budgets (server/process/envoy.py ConnectionBudget, envoy/README.md "Budgets").
+    envoy_max_connections: int = 4096
+    envoy_request_headers_timeout_seconds: float = 10.0
+    envoy_idle_timeout_seconds: float = 60.0
+    envoy_upstream_idle_timeout_seconds: float = 5.0
+    envoy_max_streams_per_connection: int = 100
+    envoy_max_upstream_requests: int = 1024
     # Empty: INFO, but WARNING for `make run`, whose terminal keeps the banner readable.
     log_level: str = ""
     # Where the one-line-per-call access log goes: `stderr`, `off`, or a file path. Empty: stderr
@@ -62,6 +69,10 @@ class Settings:
     # yet started answer 504 (below Envoy's 60 s route timeout, so the batch still answers).
     bulk_max_requests: int = 100
     bulk_time_budget_seconds: float = 30.0
+    # The answer of one /v1/bulk, budgeted while it is built (docs/bulk.md "Memory budget"); at most
+    # MAX_BODY_BYTES, a quarter of gRPC's send limit, so the typed gRPC answer (each element as a
+    # Struct and as the message) fits too.
+    bulk_max_response_bytes: int = 4 * 1024 * 1024
 
     # Dispatch to target systems (docs/targets.md). Fernet keys, comma-separated (first encrypts);
     # empty: a key generated once into the key file (make run on a fresh machine).
@@ -140,6 +151,19 @@ class Settings:
             raise SettingsError("WORKERS must be 0 (one per core) or more")
         if self.max_body_bytes < 1024:
             raise SettingsError("MAX_BODY_BYTES must be at least 1024")
+        counts = ("envoy_max_connections", "envoy_max_streams_per_connection", "envoy_max_upstream_requests")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1")
+        for name in (
+            "envoy_request_headers_timeout_seconds",
+            "envoy_idle_timeout_seconds",
+            "envoy_upstream_idle_timeout_seconds",
+        ):
+            if not getattr(self, name) >= 0.001:
+                raise SettingsError(f"{name.upper()} must be at least 0.001 (0 would mean no limit)")
+        if not 1024 <= self.bulk_max_response_bytes <= self.max_body_bytes:
+            raise SettingsError("BULK_MAX_RESPONSE_BYTES must be from 1024 to MAX_BODY_BYTES")
         if self.bulk_max_requests < 1 or not self.bulk_time_budget_seconds > 0:
             raise SettingsError("BULK_MAX_REQUESTS must be at least 1 and BULK_TIME_BUDGET_SECONDS above 0")
         if self.dispatch_breaker_failures < 1:

@@ -25,7 +25,7 @@ from server.domain.errors import Violations
 
 BULK_SERVICE = bulk_pb2.DESCRIPTOR.services_by_name["BulkService"].full_name
 # gRPC metadata keys: lower-case letters, digits, '-', '_' and '.'; '-bin' keys carry bytes.
-_METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
+_METADATA_KEY = re.compile(r"[0-9a-z_.-]+")
 # Headers a sub-request does not pass on: the caller is the outer call's (authorization), the id is
 # derived from the outer one (x-request-id), and the rest describe the outer HTTP/gRPC transport.
 IGNORED_HEADERS = frozenset(
@@ -79,7 +79,7 @@ def _plan_one(
 ) -> PlannedRequest | None:
     where = f"requests[{index}]"
     problems = _Problems()
-    if item.id and not refs.ID_PATTERN.match(item.id):
+    if item.id and not refs.ID_PATTERN.fullmatch(item.id):
         problems.add(f"{where}.id", "must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-'")
     elif item.id and ids.index(item.id) != index:
         problems.add(f"{where}.id", f"repeats the id of requests[{ids.index(item.id)}]")
@@ -192,7 +192,7 @@ def _headers(item: bulk_pb2.SubRequest, field: str, v: _Problems) -> tuple[tuple
             continue
         key = name.strip().lower()
         text = json.dumps(value) if isinstance(value, bool) else str(integral_floats(value))
-        if not _METADATA_KEY.match(key) or key.endswith("-bin") or key.startswith("grpc-"):
+        if not _METADATA_KEY.fullmatch(key) or key.endswith("-bin") or key.startswith("grpc-"):
             v.add(field, f"{name!r} cannot be sent as a header here")
         elif not text.isascii() or not text.isprintable():
             v.add(field, f"the value of {name!r} must be printable ASCII")

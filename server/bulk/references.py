@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _OCCURRENCE = re.compile(r"@\{([^{}]*)\}")
-_GRAMMAR = re.compile(r"^([A-Za-z0-9_-]{1,64})((?:\.[^.\[\]{}\s]+|\[\d+\])*)$")
+_GRAMMAR = re.compile(r"([A-Za-z0-9_-]{1,64})((?:\.[^.\[\]{}\s]+|\[\d+\])*)")
 _STEP = re.compile(r"\.([^.\[\]{}\s]+)|\[(\d+)\]")
 
 
@@ -40,7 +40,7 @@ class Reference:
 
 
 def parse(inner: str, text: str) -> Reference:
-    found = _GRAMMAR.match(inner)
+    found = _GRAMMAR.fullmatch(inner)
     if found is None:
         raise ReferenceSyntaxError(f"{text} is not a reference of the form @{{id.path.to.field}}")
     try:

@@ -9,6 +9,7 @@ Envoy adds to every response (date, server, content-length) are left out.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +34,25 @@ class SubResult:
     contents: Any
     response: Message | None = None  # success
     error: status_pb2.Status | None = field(default=None)  # failure
+    encoded: bytes | None = field(default=None, repr=False)  # rest_json() as compact UTF-8 JSON
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+    def encode(self) -> bytes:
+        """This element of the JSON answer, encoded once (the bytes count against the budget)."""
+        if self.encoded is None:
+            text = json.dumps(self.rest_json(), separators=(",", ":"), ensure_ascii=False)
+            self.encoded = text.encode("utf-8")
+        return self.encoded
+
+    def compact(self) -> None:
+        """Keep only the encoded element: the decoded contents of a page of exceptions take several
+        times its JSON size."""
+        self.encode()
+        self.contents = None
+        self.response = None
 
     def rest_json(self) -> dict[str, Any]:
         """The element of the REST array (seed 001's keys, plus the id when the request had one)."""
@@ -135,6 +151,29 @@ def internal(item_id: str, request_id: str) -> SubResult:
     )
     headers = {"content-type": JSON, REQUEST_ID: request_id}
     return SubResult(item_id, 500, headers, status_json(status), error=status)
+
+
+def too_large(item_id: str, result: SubResult, size: int, budget: int) -> SubResult:
+    """The item's answer would take the batch's answer over BULK_MAX_RESPONSE_BYTES: left out. The
+    item ran (a write took effect); its status and request id say how it went."""
+    info = any_pb2.Any()
+    info.Pack(
+        error_details_pb2.ErrorInfo(
+            reason="RESPONSE_TOO_LARGE",
+            domain=ERROR_DOMAIN,
+            metadata={"status": str(result.status), "bytes": str(size), "budget": str(budget)},
+        )
+    )
+    message = (
+        f"ran with status {result.status}, but its answer ({size} bytes) would take the batch's answer "
+        f"over its budget of {budget} bytes; left out (ask for smaller pages or fewer requests)"
+    )
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = status_pb2.Status(code=code.value[0], message=message, details=[info])
+    headers = {"content-type": JSON}
+    if REQUEST_ID in result.headers:
+        headers[REQUEST_ID] = result.headers[REQUEST_ID]
+    return SubResult(item_id, 413, headers, status_json(status), error=status)
 
 
 def _headers(metadata) -> dict[str, str]:

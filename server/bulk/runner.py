@@ -33,6 +33,7 @@ from server.bulk.results import (
     internal,
     not_run,
     succeeded,
+    too_large,
     unserved,
 )
 from server.bulk.transcode import TranscodeError, build_request
@@ -53,6 +54,12 @@ _HALTED = "not run: an earlier request failed and halt_on_error is set"
 class BulkLimits:
     max_requests: int = 100
     time_budget_seconds: float = 30.0
+    # The JSON answer's size, counted while it is built (BULK_MAX_RESPONSE_BYTES): an item whose
+    # answer would take the batch over it is left out with RESPONSE_TOO_LARGE.
+    max_response_bytes: int = 4 * 1024 * 1024
+    # gRPC's send limit (4 x MAX_BODY_BYTES): an answer above it is refused with ErrorInfo (never
+    # grpc's bare RESOURCE_EXHAUSTED). The budget above keeps answers under it.
+    max_message_bytes: int = 16 * 1024 * 1024
 
 
 # Returns the context each sub-request runs in (a SAVEPOINT, or nothing); see isolation.py.
@@ -84,13 +91,28 @@ class BulkRunner:
         self._clock = clock
         self._handlers = InProcessHandlers()
 
+    @property
+    def limits(self) -> BulkLimits:
+        return self._limits
+
     def bind(self, handlers: InProcessHandlers) -> None:
         """The intercepted handlers, known only once every servicer (this one included) exists."""
         self._handlers = handlers
 
-    def run(self, request: bulk_pb2.BatchRequest, outer: OuterCall) -> list[SubResult]:
+    def run(
+        self, request: bulk_pb2.BatchRequest, outer: OuterCall, *, compact: bool = False
+    ) -> list[SubResult]:
+        """The results in request order, each with its JSON element encoded (`SubResult.encoded`).
+
+        The answer is budgeted while it is built: each result is encoded as soon as it exists, and one
+        that would take the total over max_response_bytes is replaced by a RESPONSE_TOO_LARGE failure
+        (the rest still run). With `compact` (the JSON route, which needs only the encoded elements)
+        the decoded contents and messages are dropped at once, except those a later reference needs.
+        """
         planned = plan_batch(request, self._routes, self._limits.max_requests)  # 400, nothing ran
         budget = self._limits.time_budget_seconds
+        referenced = {reference.target for item in planned for reference in item.references}
+        spent = 2  # the brackets of the array
         results: list[SubResult] = []
         done: dict[str, SubResult] = {}  # by sub-request id
         deadline: float | None = None
@@ -111,6 +133,13 @@ class BulkRunner:
                 )
             else:
                 result = self._run_one(item, done, outer, deadline)
+            size = len(result.encode()) + (1 if results else 0)  # and its comma
+            if spent + size > self._limits.max_response_bytes:
+                result = too_large(item.id, result, size, self._limits.max_response_bytes)
+                size = len(result.encode()) + (1 if results else 0)
+            spent += size
+            if compact and item.id not in referenced:
+                result.compact()
             results.append(result)
             if self._observe is not None:
                 self._observe(result.status)

@@ -3,7 +3,6 @@ operation typed for gRPC callers (Batch). Both hand the batch to the runner (ser
 
 from __future__ import annotations
 
-import json
 import time
 
 from google.api import httpbody_pb2
@@ -12,6 +11,7 @@ from reconrouter.bulk.v1 import bulk_pb2, bulk_pb2_grpc
 
 from server.bulk.results import JSON, SubResult
 from server.bulk.runner import BulkRunner, OuterCall
+from server.domain.errors import FailedPrecondition
 from server.rpc import call_state
 
 
@@ -20,13 +20,28 @@ class BulkServicer(bulk_pb2_grpc.BulkServiceServicer):
         self.runner = runner
 
     def BatchJson(self, request, context):
-        results = self.runner.run(request, _outer_call(context))
-        body = json.dumps([r.rest_json() for r in results], separators=(",", ":"), ensure_ascii=False)
-        return httpbody_pb2.HttpBody(content_type=JSON, data=body.encode("utf-8"))
+        results = self.runner.run(request, _outer_call(context), compact=True)
+        # The elements were encoded (and budgeted) as they were made; the array is their join.
+        body = b"[" + b",".join(r.encode() for r in results) + b"]"
+        del results
+        self._check_size(len(body))
+        return httpbody_pb2.HttpBody(content_type=JSON, data=body)
 
     def Batch(self, request, context):
         results = self.runner.run(request, _outer_call(context))
-        return bulk_pb2.BatchResponse(responses=[_typed(r) for r in results])
+        response = bulk_pb2.BatchResponse(responses=[_typed(r) for r in results])
+        self._check_size(response.ByteSize())
+        return response
+
+    def _check_size(self, size: int) -> None:
+        # Headroom for the envelope gRPC adds; grpc itself would refuse with a bare RESOURCE_EXHAUSTED.
+        limit = self.runner.limits.max_message_bytes - 64 * 1024
+        if size > limit:
+            raise FailedPrecondition(
+                f"the answer ({size} bytes) is larger than the service sends ({limit} bytes); "
+                "ask for smaller pages or fewer requests",
+                reason="RESPONSE_TOO_LARGE",
+            )
 
 
 def _outer_call(context) -> OuterCall:

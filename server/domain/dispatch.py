@@ -53,7 +53,7 @@ def dispatch_key(target: TargetSystem, exception_id: str, queue: str) -> str:
     return f"{key}:{queue}" if queue else key
 
 
-_PLAIN_QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+_PLAIN_QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
 def external_marker(target: TargetSystem, exception_id: str, queue: str) -> str:
@@ -64,7 +64,7 @@ def external_marker(target: TargetSystem, exception_id: str, queue: str) -> str:
     base = f"dispatch:{target.value}:{exception_id}"
     if not queue:
         return base
-    if _PLAIN_QUEUE.match(queue):
+    if _PLAIN_QUEUE.fullmatch(queue):
         return f"{base}:{queue}"
     return f"{base}:~{hashlib.sha256(queue.encode()).hexdigest()[:16]}"
 

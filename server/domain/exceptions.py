@@ -54,8 +54,10 @@ LIMITS = {
     "metadata_key": 64,
     "metadata_value": 1000,
 }
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-_AMOUNT = re.compile(r"^\d{1,18}(\.\d{1,4})?$")
+# fullmatch, ASCII digits only: `$` lets a trailing newline through and `\d` takes any script's
+# digits (Decimal reads "١٢٣" as 123).
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_AMOUNT = re.compile(r"[0-9]{1,18}(\.[0-9]{1,4})?")
 
 
 @dataclass(frozen=True)
@@ -133,11 +135,11 @@ def validate_new_exception(item: NewException, now: datetime, prefix: str = "") 
     _check_length(v, prefix + "reason", item.reason, "reason")
     _check_length(v, prefix + "source", item.source, "source")
     if item.amount is not None:
-        if not _AMOUNT.match(item.amount):
+        if not _AMOUNT.fullmatch(item.amount):
             v.add(prefix + "amount", "must be a non-negative decimal string like 1250.00")
         if item.currency is None:
             v.add(prefix + "currency", "is required when amount is given")
-    if item.currency is not None and not _CURRENCY.match(item.currency):
+    if item.currency is not None and not _CURRENCY.fullmatch(item.currency):
         v.add(prefix + "currency", "must be an ISO 4217 code like USD")
     if len(item.metadata) > LIMITS["metadata_entries"]:
         v.add(prefix + "metadata", f"must have at most {LIMITS['metadata_entries']} entries")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 import secrets as random_secrets
 from collections.abc import Callable, Mapping
@@ -34,16 +35,16 @@ class FieldSpec:
     generated: bool = False
 
 
-_PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
-_TABLE = re.compile(r"^[a-z0-9_]{1,80}$")
-_TRANSITION = re.compile(r"^[0-9]{1,10}$")
+_PROJECT_KEY = re.compile(r"[A-Z][A-Z0-9_]{0,49}")
+_TABLE = re.compile(r"[a-z0-9_]{1,80}")
+_TRANSITION = re.compile(r"[0-9]{1,10}")
 
 # How outbound webhooks are signed (API.md §9): Standard Webhooks (webhook-id / webhook-timestamp /
 # webhook-signature over "{id}.{timestamp}.{body}", whsec_ secrets) or the earlier
 # `X-Signature-256: sha256=<hex HMAC of the body>`, kept for receivers built for it.
 STANDARD_WEBHOOKS = "STANDARD_WEBHOOKS"
 HMAC_SHA256_HEX = "HMAC_SHA256_HEX"
-_SCHEME = re.compile(rf"^({STANDARD_WEBHOOKS}|{HMAC_SHA256_HEX})$")
+_SCHEME = re.compile(rf"{STANDARD_WEBHOOKS}|{HMAC_SHA256_HEX}")
 WHSEC_PREFIX = "whsec_"
 # Standard Webhooks: secrets of 24 to 64 random bytes; ours are 32.
 MIN_WHSEC_BYTES, MAX_WHSEC_BYTES, NEW_WHSEC_BYTES = 24, 64, 32
@@ -194,18 +195,74 @@ class StoredTarget:
 UrlCheck = Callable[[str], str | None]
 
 
+# A DNS label as host names use them (letters, digits, hyphens; 1-63 characters; no hyphen at
+# either end), and a port as digits only (urllib reads "+1", " 1" and other scripts' digits).
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_PORT = re.compile(r"[0-9]{1,5}")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_MAX_HOST_LENGTH = 253
+
+
 def url_problem(value: str) -> str | None:
-    """Syntax only; where it may point is the UrlCheck's business."""
+    """Syntax only; where it may point is the UrlCheck's business.
+
+    Strict on purpose: whatever urllib, the resolver or the HTTP client would read differently from
+    each other is refused here instead (an invalid port or an over-long label used to fail later with
+    a 500; "127.1" and "2130706433" are 127.0.0.1 to the resolver).
+    """
+    if any(ord(char) <= 0x20 or ord(char) >= 0x7F for char in value):
+        return "must be ASCII without spaces or control characters (an IDN host in its xn-- form)"
+    if "\\" in value:
+        return "must not contain a backslash"
+    if _BAD_ESCAPE.search(value):
+        return "must percent-encode as % and two hex digits"
     try:
         parts = urlsplit(value)
     except ValueError:
         return "is not a URL"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not value.lower().startswith(f"{parts.scheme}://"):
         return "must be an absolute http(s) URL"
-    if parts.username is not None or parts.password is not None:
+    if "@" in parts.netloc:
         return "must not carry credentials; use the credential fields"  # they would end up in logs
-    if parts.query or parts.fragment:
+    if "?" in value or "#" in value:
         return "must not have a query or fragment"
+    host, port = _split_netloc(parts.netloc)
+    if port is not None and (not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535):
+        return "must have a port from 1 to 65535"
+    return _host_problem(host)
+
+
+def _split_netloc(netloc: str) -> tuple[str, str | None]:
+    if netloc.startswith("["):
+        end = netloc.find("]")
+        if end < 0:
+            return netloc, None
+        rest = netloc[end + 1 :]
+        return netloc[: end + 1], (rest[1:] if rest.startswith(":") else (rest or None))
+    host, colon, port = netloc.partition(":")
+    return host, (port if colon else None)
+
+
+def _host_problem(host: str) -> str | None:
+    if not host:
+        return "must be an absolute http(s) URL"
+    if host.startswith("["):
+        try:
+            # No zone ("%25eth0"): it names an interface of this machine, never a public address.
+            ipaddress.IPv6Address(host[1:-1] if host.endswith("]") and "%" not in host else "")
+        except ValueError:
+            return "must have a valid IPv6 address in brackets"
+        return None
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if len(name) > _MAX_HOST_LENGTH or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return "must have a host name of labels of 1-63 letters, digits or hyphens, at most 253 characters"
+    if labels[-1].isdigit() or labels[-1].lower().startswith("0x"):
+        # Numeric: an IPv4 address, and only in its dotted-quad spelling (no octal, hex or short forms).
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return "must have an IPv4 address as four decimal numbers (a.b.c.d)"
     return None
 
 
@@ -274,7 +331,7 @@ def _field_problem(spec: FieldSpec, value: str, check_url: UrlCheck) -> str | No
         return f"must be at most {spec.max_length} characters"
     if len(value) < spec.min_length:
         return f"must be at least {spec.min_length} characters"
-    if spec.pattern is not None and not spec.pattern.match(value):
+    if spec.pattern is not None and not spec.pattern.fullmatch(value):
         return f"must be {spec.pattern_hint}"
     if spec.url:
         return url_problem(value) or check_url(value)

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
@@ -36,6 +37,65 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # 1000 stays far below this, and anything larger becomes a JSON 500 instead of unbounded memory.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 DEFAULT_ROUTE_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class ConnectionBudget:
+    """What one client can hold at Envoy, and what Envoy may hold at the replicas (README settings).
+
+    Each limit is enforced by Envoy itself, before a request costs the server anything.
+    """
+
+    # Open client connections, all listeners (more are closed as soon as accepted); also the most
+    # connection pools, hence upstream connections, towards the replicas.
+    max_connections: int = 4096
+    # A request's headers must be complete this long after their first byte (408 and closed).
+    request_headers_timeout_seconds: float = 10.0
+    # A client connection with no request in flight is closed after this.
+    downstream_idle_timeout_seconds: float = 60.0
+    # An upstream connection with no request in flight is closed after this (its client may be gone).
+    upstream_idle_timeout_seconds: float = 5.0
+    # Requests in flight on one HTTP/2 client connection.
+    max_streams_per_connection: int = 100
+    # Requests in flight (and waiting for a connection) towards all replicas together.
+    max_upstream_requests: int = 1024
+    # Retries in flight at once (Envoy's default, 3, starved retries while a replica went away).
+    max_upstream_retries: int = 64
+
+    def __post_init__(self) -> None:
+        counts = (
+            "max_connections",
+            "max_streams_per_connection",
+            "max_upstream_requests",
+            "max_upstream_retries",
+        )
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        durations = (
+            "request_headers_timeout_seconds",
+            "downstream_idle_timeout_seconds",
+            "upstream_idle_timeout_seconds",
+        )
+        for name in durations:
+            # Envoy reads 0 as "no limit": never what a budget means.
+            if not getattr(self, name) >= 0.001:
+                raise ValueError(f"{name} must be at least 0.001")
+
+    def template_values(self) -> dict[str, object]:
+        return {
+            "MAX_CONNECTIONS": int(self.max_connections),
+            "REQUEST_HEADERS_TIMEOUT": _duration(self.request_headers_timeout_seconds),
+            "DOWNSTREAM_IDLE_TIMEOUT": _duration(self.downstream_idle_timeout_seconds),
+            "UPSTREAM_IDLE_TIMEOUT": _duration(self.upstream_idle_timeout_seconds),
+            "MAX_STREAMS_PER_CONNECTION": int(self.max_streams_per_connection),
+            "MAX_UPSTREAM_REQUESTS": int(self.max_upstream_requests),
+            "MAX_UPSTREAM_RETRIES": int(self.max_upstream_retries),
+        }
+
+
+def _duration(seconds: float) -> str:
+    return f"{float(seconds):.3f}s"
 
 
 def discover_services(descriptor_path: Path = DESCRIPTOR, package_prefix: str = "reconrouter.") -> list[str]:
@@ -143,6 +203,7 @@ def render_config(
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     route_timeout_seconds: float = DEFAULT_ROUTE_TIMEOUT_SECONDS,
     health_check_interval_seconds: float = 1.0,
+    budget: ConnectionBudget | None = None,
     out_path: Path,
 ) -> Path:
     """Write the Envoy bootstrap to out_path and return it. The upstream is grpc_host:grpc_port, or
@@ -184,6 +245,7 @@ def render_config(
         "MAX_BODY_BYTES": int(max_body_bytes),
         "MAX_RESPONSE_BYTES": int(max_response_bytes),
         "ROUTE_TIMEOUT": f"{float(route_timeout_seconds):.3f}s",
+        **(budget or ConnectionBudget()).template_values(),
     }
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,12 +9,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.config import PROJECT_ROOT, Settings
 from server.domain.auth import SCOPES
 from server.logs import access_log_destination
 from server.process.signals import StopSignals
 from server.process.startup import StartupError, check_ports_free, ports_to_check
+
+if TYPE_CHECKING:
+    from server.process.envoy import ConnectionBudget
 
 log = logging.getLogger("reconrouter")
 # Envoy is up in about a second; its exit (a bad config, a port taken) is reported at once anyway.
@@ -120,6 +124,19 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
             process.wait(timeout=grace)
 
 
+def envoy_budget(settings: Settings) -> ConnectionBudget:
+    from server.process.envoy import ConnectionBudget
+
+    return ConnectionBudget(
+        max_connections=settings.envoy_max_connections,
+        request_headers_timeout_seconds=settings.envoy_request_headers_timeout_seconds,
+        downstream_idle_timeout_seconds=settings.envoy_idle_timeout_seconds,
+        upstream_idle_timeout_seconds=settings.envoy_upstream_idle_timeout_seconds,
+        max_streams_per_connection=settings.envoy_max_streams_per_connection,
+        max_upstream_requests=settings.envoy_max_upstream_requests,
+    )
+
+
 def run(settings: Settings, migrate: Callable[[Settings], None], serve: Callable[..., None]) -> None:
     """Raises StartupError (one line for the operator) when something is in the way."""
     from server.contract.artifacts import DESCRIPTOR_SET
@@ -143,6 +160,7 @@ def run(settings: Settings, migrate: Callable[[Settings], None], serve: Callable
         descriptor_path=DESCRIPTOR_SET,
         services=service_names(),
         max_body_bytes=settings.max_body_bytes,
+        budget=envoy_budget(settings),
         out_path=run_dir / "envoy.yaml",
     )
     log_path = run_dir / "envoy.log"
@@ -214,6 +232,7 @@ def run_cluster(settings: Settings, replicas: int, migrate: Callable[[Settings],
         admin_port=settings.envoy_admin_port,
         services=service_names(),
         max_body_bytes=settings.max_body_bytes,
+        budget=envoy_budget(settings),
         out_path=run_dir / "envoy-cluster.yaml",
     )
     log_path = run_dir / "envoy-cluster.log"

@@ -4,7 +4,9 @@ connect time):
 - other spellings of loopback and the metadata address that the resolver understands (decimal, hex,
   octal, short forms, trailing dots, ip6-localhost names, 6to4, IPv6 link-local and unique-local,
   multicast, broadcast, userinfo tricks) refused for every target system's URL field;
-- host names resolving to loopback refused when connecting, for JIRA, ServiceNow and webhooks;
+- host names resolving to loopback refused when connecting, for JIRA, ServiceNow and webhooks (the
+  numeric spellings the resolver also reads, "127.1" or "2130706433", are refused at configuration
+  whatever the policy: server/domain/targets.py url_problem);
 - redirects to internal addresses never followed (even with private networks allowed)."""
 
 from __future__ import annotations
@@ -86,18 +88,18 @@ def test_names_resolving_to_loopback_are_refused_when_connecting(ssrf):
             )
             tenant.configure(
                 "SERVICENOW",
-                instance_url=f"http://2130706433:{sn_port}",
+                instance_url=f"http://127.0.0.1:{sn_port}",
                 username=sn.username,
                 password=sn.password,
             )
-            tenant.configure("WEBHOOK", url=f"http://127.1:{hook_port}/in", secret=hook.secret)
+            tenant.configure("WEBHOOK", url=f"http://127.0.0.1:{hook_port}/in", secret=hook.secret)
             ids = tenant.exceptions(2)
             set_private(ssrf, False)
             for target, queue in (("JIRA", "OPS"), ("SERVICENOW", ""), ("WEBHOOK", "")):
                 response = tenant.dispatch(ids[0], target, queue)
                 assert response.status_code == 422, response.text
                 assert error_reason(response) == "TARGET_ADDRESS_NOT_ALLOWED"
-                assert "localhost" not in response.text and "2130706433" not in response.text
+                assert "localhost" not in response.text and "127.0.0.1" not in response.text
                 bulk = tenant.bulk_dispatch(ids, target, queue).json()
                 assert [f["reason"] for f in bulk["failed"]] == ["TARGET_ADDRESS_NOT_ALLOWED"] * 2
             assert jira.requests == [] and sn.requests == [] and hook.requests == []
@@ -134,6 +136,17 @@ def test_names_resolving_to_loopback_are_refused_when_connecting(ssrf):
         "file:///etc/passwd",
         "gopher://127.0.0.1:6379/_INFO",
         "https:///nohost",
+        # Special-purpose ranges (IANA registries) that Python 3.11's is_global let through.
+        "https://192.0.0.8/",  # IPv4 dummy address
+        "https://[3fff::1]/",  # IPv6 documentation (2024)
+        "https://[5f00::1]/",  # SRv6 SIDs
+        "https://[100:0:0:1::1]/",  # dummy IPv6 prefix
+        "https://[64:ff9b:1::a00:1]/",  # local-use IPv4/IPv6 translation
+        "https://[fec0::1]/",  # deprecated site-local
+        "https://[4000::1]/",  # outside global unicast 2000::/3
+        # Invalid ports and host names (a 500 before).
+        "https://example.com:99999/",
+        "https://" + "a" * 64 + ".example.com/",
     ],
 )
 def test_other_spellings_of_internal_addresses_are_refused_when_configured(ssrf, config_tenant, url):

@@ -20,7 +20,9 @@ class Cluster:
         env: Mapping[str, str] | None = None,
         *,
         work_dir: Path | None = None,
+        health_check_interval_seconds: float = 1.0,
     ) -> None:
+        self.health_check_interval_seconds = health_check_interval_seconds
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="reconrouter-cluster-"))
         # Replicas drain for a little longer than Envoy's health-check interval (1 s) on SIGTERM.
         env = {"SHUTDOWN_DRAIN_SECONDS": "2", **(env or {})}
@@ -49,6 +51,7 @@ class Cluster:
                 admin_port=self.admin_port,
                 upstreams=[("127.0.0.1", r.grpc_port) for r in self.replicas],
                 services=envoy_proxy.discover_services(),
+                health_check_interval_seconds=self.health_check_interval_seconds,
                 out_path=self.work_dir / "envoy.yaml",
             )
             self.envoy_process = envoy_proxy.start_envoy(config, log_path=self.envoy_log_path)

@@ -68,8 +68,10 @@ class Stack:
         work_dir: Path | None = None,
         max_body_bytes: int = envoy_proxy.DEFAULT_MAX_BODY_BYTES,
         route_timeout_seconds: float = envoy_proxy.DEFAULT_ROUTE_TIMEOUT_SECONDS,
+        budget: envoy_proxy.ConnectionBudget | None = None,
         start_timeout: float = 30.0,
     ) -> None:
+        self.budget = budget
         self.database_url = database_url
         self.extra_env = dict(env or {})
         self.max_body_bytes = max_body_bytes
@@ -213,6 +215,7 @@ class Stack:
                 services=services,
                 max_body_bytes=self.max_body_bytes,
                 route_timeout_seconds=self.route_timeout_seconds,
+                budget=self.budget,
                 out_path=self.work_dir / "envoy.yaml",
             )
             self.envoy_process = envoy_proxy.start_envoy(config, log_path=self.envoy_log_path)
