@@ -12,6 +12,7 @@ from reconrouter.deliveries.v1 import deliveries_pb2_grpc
 from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 from reconrouter.health.v1 import health_pb2_grpc
 from reconrouter.meta.v1 import meta_pb2_grpc
+from reconrouter.routing.v1 import routing_pb2_grpc
 from reconrouter.targets.v1 import targets_pb2_grpc
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
@@ -42,12 +43,14 @@ from server.rpc.servicers.deliveries import DeliveriesServicer
 from server.rpc.servicers.exceptions import ExceptionsServicer
 from server.rpc.servicers.health import HealthServicer
 from server.rpc.servicers.meta import MetaServicer, read_openapi_document
+from server.rpc.servicers.routing import RoutingRulesServicer
 from server.rpc.servicers.targets import TargetsServicer
 from server.services.deliveries import DeliveryService
 from server.services.dispatch import DispatchService, WaitSlots
 from server.services.exceptions import ExceptionService
 from server.services.principal_cache import PrincipalCache
 from server.services.rate_limit import RateLimiter
+from server.services.routing import RoutingService, RulesCache
 from server.services.targets import TargetService
 from server.services.tokens import TokenService
 from server.storage.engine import count_statements, make_engine, reads_never_wait
@@ -82,6 +85,7 @@ class App:
     rate_limiter: RateLimiter
     uow: SqlUnitOfWorkFactory
     deliveries: DeliveryService
+    routing: RoutingService
     metrics: Metrics | None = None
     worker: DeliveryWorker | None = None
 
@@ -140,6 +144,9 @@ class App:
             DeliveriesServicer(self.deliveries), deliveries_pb2_grpc.add_DeliveriesServiceServicer_to_server
         )
         servicers.add(MetaServicer(read_openapi_document()), meta_pb2_grpc.add_MetaServiceServicer_to_server)
+        servicers.add(
+            RoutingRulesServicer(self.routing), routing_pb2_grpc.add_RoutingRulesServiceServicer_to_server
+        )
         bulk = BulkServicer(self._bulk_runner())
         servicers.add(bulk, bulk_pb2_grpc.add_BulkServiceServicer_to_server)
         # /v1/bulk calls every other servicer through this same interceptor chain, in process.
@@ -175,6 +182,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
     uow = SqlUnitOfWorkFactory(engine)
     targets, connectors = _dispatch_parts(settings, uow)
     deliveries = DeliveryService(uow)
+    routing = RoutingService(uow, RulesCache(settings.routing_cache_tenants))
     metrics = None
     if metrics_registry is not None:
         pool = engine.pool
@@ -208,6 +216,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
         connectors=connectors,
         rate_limiter=RateLimiter(SqlCounterStore(uow), {"dispatch": settings.rate_limit_dispatch_per_minute}),
         uow=uow,
+        routing=routing,
         metrics=metrics,
     )
 

@@ -92,6 +92,9 @@ class Settings:
     delivery_retry_max_wait_seconds: float = 3600.0
     delivery_retry_horizon: float = 24 * 3600.0
 
+    # Routing rules (API.md §8, docs/routing.md): tenants whose rules each process keeps in memory.
+    routing_cache_tenants: int = 1000
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -140,6 +143,7 @@ class Settings:
             "delivery_concurrency",
             "delivery_max_per_host",
             "delivery_max_per_tenant",
+            "routing_cache_tenants",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")

@@ -12,6 +12,7 @@ from server.domain.dispatch import Connector, TargetSystem
 from server.domain.exceptions import ReconException
 from server.domain.history import HistoryEntry
 from server.domain.paging import ExceptionQuery, PageAfter
+from server.domain.routing import RoutingRule
 from server.domain.targets import StoredTarget, TargetConfig
 
 
@@ -120,6 +121,32 @@ class TargetRepository(Protocol):
     def delete(self, tenant_id: str, target: TargetSystem) -> bool: ...
 
 
+class RoutingRuleRepository(Protocol):
+    """Routing rules per tenant, and the tenant's rules generation: every write bumps it in the same
+    transaction, so a process's cache of the rules knows with one primary-key read whether it is
+    stale (services/routing.py)."""
+
+    def list(self, tenant_id: str) -> list[RoutingRule]:
+        """Priority order, lowest first."""
+        ...
+
+    def get(self, tenant_id: str, rule_id: str) -> RoutingRule | None: ...
+
+    def add(self, rule: RoutingRule) -> None: ...
+
+    def replace(self, rule: RoutingRule) -> bool:
+        """False when the rule does not exist (for this tenant)."""
+        ...
+
+    def delete(self, tenant_id: str, rule_id: str) -> bool: ...
+
+    def generation(self, tenant_id: str) -> int:
+        """0 until the tenant's rules first change."""
+        ...
+
+    def bump_generation(self, tenant_id: str) -> None: ...
+
+
 class ConnectorFactory(Protocol):
     def is_local(self, target: TargetSystem) -> bool:
         """True when the target's connector never leaves the process (its `external` is False)."""
@@ -177,6 +204,9 @@ class UnitOfWork(Protocol):
 
     @property
     def tokens(self) -> TokenRepository: ...
+
+    @property
+    def routing(self) -> RoutingRuleRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -147,6 +147,33 @@ targets = sa.Table(
     sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
+# Routing rules (API.md §8, docs/routing.md); added by 0005. Conditions and action are small JSON
+# documents (server/domain/routing.py reads and writes them); a tenant's priorities are unique.
+routing_rules = sa.Table(
+    "routing_rules",
+    metadata,
+    sa.Column("id", UuidStr, primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("conditions", sa.JSON, nullable=False),
+    sa.Column("action", sa.JSON, nullable=False),
+    sa.Column("auto_dispatch", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("tenant_id", "priority"),
+)
+
+# One row per tenant whose rules ever changed: every rules write bumps `generation` in its
+# transaction; each process's rules cache compares it (one primary-key read) before using its copy.
+routing_generations = sa.Table(
+    "routing_generations",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)
+
 idempotency_keys = sa.Table(
     "idempotency_keys",
     metadata,

@@ -25,6 +25,7 @@ from server.storage.repositories import (
     SqlDeliveryRepository,
     SqlExceptionRepository,
     SqlHistoryRepository,
+    SqlRoutingRuleRepository,
     SqlTargetRepository,
     SqlTokenRepository,
 )
@@ -68,6 +69,7 @@ class SqlUnitOfWork:
         self.deliveries: SqlDeliveryRepository
         self.targets: SqlTargetRepository
         self.tokens: SqlTokenRepository
+        self.routing: SqlRoutingRuleRepository
 
     @property
     def joined(self) -> bool:
@@ -104,6 +106,7 @@ class SqlUnitOfWork:
         self.deliveries = SqlDeliveryRepository(self.connection, lock_rows=lock_rows)
         self.targets = SqlTargetRepository(self.connection)
         self.tokens = SqlTokenRepository(self.connection, direct_reads=direct)
+        self.routing = SqlRoutingRuleRepository(self.connection)
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

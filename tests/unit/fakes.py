@@ -55,6 +55,13 @@ from server.domain.idempotency import (
     decide,
 )
 from server.domain.paging import ExceptionQuery, PageAfter, parse_sort_value
+from server.domain.routing import (
+    RoutingRule,
+    action_from_json,
+    action_to_json,
+    conditions_from_json,
+    conditions_to_json,
+)
 from server.domain.targets import StoredTarget, TargetConfig
 from server.storage.repositories.deliveries import LOST_ATTEMPT, MUTABLE_FIELDS
 
@@ -148,6 +155,8 @@ class Tables:
     delivery_attempts: dict[tuple[str, int], Attempt] = field(default_factory=dict)  # (delivery, number)
     targets: dict[tuple[str, TargetSystem], StoredTarget] = field(default_factory=dict)
     tokens: dict[str, StoredToken] = field(default_factory=dict)  # by id
+    routing_rules: dict[str, RoutingRule] = field(default_factory=dict)  # by id
+    routing_generations: dict[str, int] = field(default_factory=dict)  # by tenant
     idempotency_keys: dict[KeyScope, KeyRecord] = field(default_factory=dict)
 
     def copy(self) -> Tables:
@@ -194,6 +203,7 @@ class FakeUnitOfWork:
         self.deliveries = FakeDeliveryRepository(self)
         self.targets = FakeTargetRepository(self)
         self.tokens = FakeTokenRepository(self)
+        self.routing = FakeRoutingRuleRepository(self)
 
     @property
     def begun(self) -> bool:
@@ -725,6 +735,64 @@ class FakeTargetRepository(_Repository):
 
     def delete(self, tenant_id: str, target: TargetSystem) -> bool:
         return self._write().targets.pop((tenant_id, target), None) is not None
+
+
+def _rule_row(rule: RoutingRule) -> RoutingRule:
+    """As the SQL adapter stores it: through the JSON documents, times in UTC."""
+    return replace(
+        rule,
+        conditions=conditions_from_json(_json(conditions_to_json(rule.conditions))),
+        action=action_from_json(_json(action_to_json(rule.action))),
+        created_at=_utc(rule.created_at),
+        updated_at=_utc(rule.updated_at),
+    )
+
+
+class FakeRoutingRuleRepository(_Repository):
+    def list(self, tenant_id: str) -> list[RoutingRule]:
+        rows = [r for r in self._read().routing_rules.values() if r.tenant_id == tenant_id]
+        return sorted(rows, key=lambda r: (r.priority, r.id))
+
+    def get(self, tenant_id: str, rule_id: str) -> RoutingRule | None:
+        row = self._read().routing_rules.get(_uuid_or_fail(rule_id))
+        return row if row is not None and row.tenant_id == tenant_id else None
+
+    def add(self, rule: RoutingRule) -> None:
+        rows = self._write().routing_rules
+        rule_id = _uuid_or_fail(rule.id)
+        if rule_id in rows or any(
+            r.tenant_id == rule.tenant_id and r.priority == rule.priority for r in rows.values()
+        ):
+            raise ConstraintViolation("routing_rules: duplicate id or (tenant_id, priority)")
+        rows[rule_id] = _rule_row(replace(rule, id=rule_id))
+
+    def replace(self, rule: RoutingRule) -> bool:
+        rows = self._write().routing_rules
+        old = rows.get(_uuid_or_fail(rule.id))
+        if old is None or old.tenant_id != rule.tenant_id:
+            return False
+        if any(
+            r.tenant_id == rule.tenant_id and r.priority == rule.priority and r.id != old.id
+            for r in rows.values()
+        ):
+            raise ConstraintViolation("routing_rules: duplicate (tenant_id, priority)")
+        rows[old.id] = _rule_row(replace(rule, id=old.id, created_at=old.created_at))
+        return True
+
+    def delete(self, tenant_id: str, rule_id: str) -> bool:
+        rows = self._write().routing_rules
+        old = rows.get(_uuid_or_fail(rule_id))
+        if old is None or old.tenant_id != tenant_id:
+            return False
+        del rows[old.id]
+        return True
+
+    def generation(self, tenant_id: str) -> int:
+        return self._read().routing_generations.get(tenant_id, 0)
+
+    def bump_generation(self, tenant_id: str) -> None:
+        rows = self._write().routing_generations
+        rows[tenant_id] = rows.get(tenant_id, 0) + 1
 
 
 class FakeTokenRepository(_Repository):

@@ -21,6 +21,7 @@ from server.domain.exceptions import ReconException, Severity, Status
 from server.domain.history import Action, HistoryEntry
 from server.domain.idempotency import KeyScope, Policy
 from server.domain.paging import SORT_FIELDS, ExceptionFilter, ExceptionQuery, PageAfter, sort_value
+from server.domain.routing import Conditions, RoutingRule, RuleAction
 from server.domain.targets import StoredTarget
 from server.storage.engine import make_engine
 from server.storage.idempotency import SqlIdempotencyStore
@@ -405,6 +406,57 @@ def test_targets_and_tokens_alike(both):
                 paused,
                 [None if t is None else (t.id, t.tenant_id, t.name, t.scopes, t.revoked_at) for t in found],
                 u.tokens.count(),
+            )
+
+    both(scenario)
+
+
+def test_routing_rules_and_generations_alike(both):
+    def make(i: int, tenant: str, priority: int, **conditions: Any) -> RoutingRule:
+        return RoutingRule(
+            id=IDS[i],
+            tenant_id=tenant,
+            name=f"rule {i}",
+            priority=priority,
+            enabled=i % 2 == 0,
+            conditions=Conditions(**conditions),
+            action=RuleAction(TargetSystem.JIRA, "OPS", "alice", Severity.HIGH, "big"),
+            auto_dispatch=i % 3 == 0,
+            created_at=T0 + timedelta(seconds=i),
+            updated_at=T0 + timedelta(seconds=i),
+        )
+
+    def scenario(uow):
+        with uow(write=True) as u:
+            before = u.routing.generation("tenant-a")
+            u.routing.bump_generation("tenant-a")
+            u.routing.bump_generation("tenant-a")
+            u.routing.add(make(1, "tenant-a", 20, severities=frozenset({Severity.LOW})))
+            u.routing.add(make(2, "tenant-a", 10, min_amount=Decimal("1000.5"), currency="USD"))
+            u.routing.add(make(3, "tenant-b", 10, metadata={"k": "v"}, sources=("a", "b"), min_age_hours=3))
+            changed = make(1, "tenant-a", 5, reason_contains="late")
+            replaced = [
+                u.routing.replace(changed),
+                u.routing.replace(replace(changed, tenant_id="tenant-b")),  # another tenant's: absent
+                u.routing.replace(make(9, "tenant-a", 30, min_age_hours=1)),  # no such rule
+            ]
+        with uow(write=True) as u:
+            deleted = [
+                u.routing.delete("tenant-b", IDS[2]),  # another tenant's
+                u.routing.delete("tenant-b", IDS[3]),
+                u.routing.delete("tenant-b", IDS[3]),
+            ]
+            u.routing.bump_generation("tenant-b")
+        with uow(write=False) as u:
+            return (
+                before,
+                replaced,
+                deleted,
+                u.routing.list("tenant-a"),
+                u.routing.list("tenant-b"),
+                u.routing.get("tenant-a", IDS[1]),
+                u.routing.get("tenant-b", IDS[1]),
+                [u.routing.generation(t) for t in ("tenant-a", "tenant-b", "tenant-c")],
             )
 
     both(scenario)
