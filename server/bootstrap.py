@@ -210,6 +210,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
                 settings.dispatch_wait_max_calls, settings.dispatch_wait_max_calls_per_tenant
             ),
             observe=metrics.observe_dispatch if metrics else None,
+            rules=routing.cache,
         ),
         deliveries=deliveries,
         targets=targets,

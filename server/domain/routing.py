@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from server.domain.dispatch import TargetSystem
 from server.domain.errors import FailedPrecondition, FieldViolation, Violations
-from server.domain.exceptions import ReconException, Severity
+from server.domain.exceptions import ReconException, Severity, Status
+from server.domain.history import Action, HistoryEntry, change
 
 LIMITS = {
     "name": 255,
@@ -309,6 +310,40 @@ def route(rules: Sequence[RoutingRule], exception: ReconException, now: datetime
         if rule.enabled and not failed_conditions(rule.conditions, exception, now):
             return rule
     return None
+
+
+class NoRoute(FailedPrecondition):
+    """No enabled rule matches the exception (per item in bulk; 422 for a single dispatch)."""
+
+    def __init__(self) -> None:
+        super().__init__("no routing rule matches the exception", reason="NO_ROUTE")
+
+
+def apply_route(
+    exception: ReconException, rule: RoutingRule, actor_id: str, now: datetime
+) -> tuple[ReconException, HistoryEntry]:
+    """The rule's assignee and severity overrides on the exception, and the ROUTE history entry that
+    names the rule, the target and queue it chose, and what it changed."""
+    action = rule.action
+    changes: dict[str, object] = {
+        "rule_id": rule.id,
+        "rule_name": rule.name,
+        "target_system": action.target.value,
+        "queue": action.queue,
+    }
+    routed = exception
+    if action.assignee is not None and action.assignee != exception.assigned_to:
+        changes["assigned_to"] = change(exception.assigned_to, action.assignee)
+        status = Status.ASSIGNED if exception.status is Status.OPEN else exception.status
+        if status is not exception.status:
+            changes["status"] = change(exception.status.name, status.name)
+        routed = replace(routed, assigned_to=action.assignee, status=status, updated_at=now)
+    if action.severity is not None and action.severity is not exception.severity:
+        changes["severity"] = change(exception.severity.name, action.severity.name)
+        changes["severity_reason"] = action.severity_reason
+        routed = replace(routed, severity=action.severity, updated_at=now)
+    entry = HistoryEntry.record(exception.tenant_id, exception.id, Action.ROUTE, actor_id, now, changes)
+    return routed, entry
 
 
 # -- stored form (the repositories keep conditions and action as JSON) -----------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -49,10 +49,11 @@ from server.domain.dispatch import (
     dispatch_key,
     parse_target_request,
 )
-from server.domain.errors import DomainError, FailedPrecondition, NotFound
+from server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
 from server.domain.exceptions import ReconException, Status, parse_uuid
 from server.domain.history import HistoryEntry
 from server.domain.ports import ConnectorFactory, UnitOfWork, UnitOfWorkFactory
+from server.domain.routing import NoRoute, RoutingRule, apply_route, route
 from server.domain.targets import TargetConfig
 from server.services.clock import Clock, utc_now
 from server.services.deliveries import DeliveryService
@@ -70,10 +71,30 @@ class _Plan:
     revived: list[Delivery] = field(default_factory=list)
 
 
+@dataclass
+class _Recorded:
+    """One (target, queue)'s deliveries, written: answers so far, and the deliveries to wait for
+    (`inside`: written in a transaction still open, so nothing can be delivered before the call
+    ends: answered at once)."""
+
+    target: TargetSystem
+    ids: list[str]
+    results: dict[str, Result]
+    waiting: dict[str, Delivery]
+    floors: dict[str, int]
+    inside: bool
+
+
 class TargetConfigs(Protocol):
     """What dispatch needs from the target service (services/targets.py implements it)."""
 
     def config_for(self, uow: UnitOfWork, tenant_id: str, target: TargetSystem) -> TargetConfig | None: ...
+
+
+class RoutingRules(Protocol):
+    """The per-process rules cache (services/routing.py implements it)."""
+
+    def rules(self, uow: UnitOfWork, tenant_id: str) -> Sequence[RoutingRule]: ...
 
 
 class WaitSlots:
@@ -107,7 +128,10 @@ class DispatchService:
         wait_slots: WaitSlots | None = None,
         poll_seconds: float = 0.2,
         observe: Callable[[str, str], None] | None = None,
+        rules: RoutingRules | None = None,
     ) -> None:
+        # The tenant's routing rules for dispatches without a target (services/routing.py).
+        self._rules = rules
         # (target, outcome) per dispatched item, outcome "succeeded" or the failure's reason: metrics.
         self._observe = observe
         self._uow = uow
@@ -120,10 +144,15 @@ class DispatchService:
         self._poll_seconds = poll_seconds
 
     def dispatch(self, principal: Principal, exception_id: str, target_system: str, queue: str) -> Delivery:
-        """Single dispatch: the delivery, DELIVERED or still being retried (202); a refusal raises."""
+        """Single dispatch: the delivery, DELIVERED or still being retried (202); a refusal raises.
+        Without a target system the routing rules choose (API.md §8): 422 NO_ROUTE when none matches."""
         exception_id = parse_uuid(exception_id, "exception_id")
-        target, queue = parse_target_request(target_system, queue)
-        result = self._observed(target, self._run(principal, [exception_id], target, queue))[exception_id]
+        if not target_system.strip():
+            _no_queue_without_target(queue)
+            result = self._routed(principal, [exception_id], strict=True)[exception_id]
+        else:
+            target, queue = parse_target_request(target_system, queue)
+            result = self._observed(target, self._run(principal, [exception_id], target, queue))[exception_id]
         if isinstance(result, DeliveryScheduled):
             return result.delivery
         if isinstance(result, DomainError):
@@ -133,10 +162,15 @@ class DispatchService:
     def bulk_dispatch(
         self, principal: Principal, raw_ids: list[str], target_system: str, queue: str
     ) -> BulkOutcome:
-        target, queue = parse_target_request(target_system, queue)
         ids = unique_ids(raw_ids)
+        if not target_system.strip():
+            _no_queue_without_target(queue)
+            results = self._routed(principal, ids, strict=False)
+        else:
+            target, queue = parse_target_request(target_system, queue)
+            results = self._observed(target, self._run(principal, ids, target, queue))
         outcome = BulkOutcome(ids)
-        for eid, result in self._observed(target, self._run(principal, ids, target, queue)).items():
+        for eid, result in results.items():
             if isinstance(result, DomainError):
                 outcome.fail(eid, result)
             else:
@@ -149,11 +183,69 @@ class DispatchService:
                 self._observe(target.value, result.reason if isinstance(result, DomainError) else "succeeded")
         return results
 
+    def _routed(self, principal: Principal, ids: list[str], *, strict: bool) -> dict[str, Result]:
+        """Dispatch by the tenant's routing rules: each item goes where the first enabled rule that
+        matches it says (its overrides and a ROUTE history entry are written with its delivery).
+        The rules come from the per-process cache: one generation read per call, never per item.
+        Groups of one (target, queue) run like an explicit dispatch; those leaving the process first
+        (each commits its deliveries), MANUAL last (it joins the call's transaction); then one wait
+        for every item's first outcome. strict (single dispatch): a group's refusal, such as
+        TARGET_NOT_CONFIGURED, is raised; in bulk it is each item's failure."""
+        tenant = principal.tenant_id
+        now = self._clock()
+        with self._uow(write=False) as uow:
+            found = uow.exceptions.get_many(tenant, ids)
+            rules = self._rules.rules(uow, tenant) if self._rules is not None else ()
+        results: dict[str, Result] = {}
+        groups: dict[tuple[TargetSystem, str], dict[str, RoutingRule]] = {}
+        for eid in ids:
+            exception = found.get(eid)
+            if exception is None:
+                results[eid] = NotFound("exception not found")
+            elif exception.status is Status.RESOLVED:
+                results[eid] = FailedPrecondition("exception is resolved", reason="INVALID_STATE")
+            elif (rule := route(rules, exception, now)) is None:
+                results[eid] = NoRoute()
+            else:
+                groups.setdefault((rule.action.target, rule.action.queue), {})[eid] = rule
+        if self._observe is not None:
+            for result in results.values():
+                self._observe("ROUTING", result.reason if isinstance(result, DomainError) else "succeeded")
+        # Leaving the process first: MANUAL joins (and begins) the call's transaction.
+        order = sorted(groups, key=lambda g: (self._connectors.is_local(g[0]), g[0].value, g[1]))
+        recorded: list[_Recorded] = []
+        for target, queue in order:
+            routed = groups[(target, queue)]
+            try:
+                recorded.append(self._record(principal, list(routed), target, queue, routed))
+            except DomainError as exc:
+                if strict:
+                    raise
+                results.update({eid: exc for eid in routed})
+                self._observed(target, {eid: exc for eid in routed})
+        settled = self._settle(tenant, recorded)
+        for rec in recorded:
+            self._observed(rec.target, {eid: settled[eid] for eid in rec.ids})
+        results.update(settled)
+        return results
+
     # -- the steps -------------------------------------------------------------------------------
 
     def _run(
         self, principal: Principal, ids: list[str], target: TargetSystem, queue: str
     ) -> dict[str, Result]:
+        return self._settle(principal.tenant_id, [self._record(principal, ids, target, queue)])
+
+    def _record(
+        self,
+        principal: Principal,
+        ids: list[str],
+        target: TargetSystem,
+        queue: str,
+        routed: dict[str, RoutingRule] | None = None,
+    ) -> _Recorded:
+        """Steps 1 and 2 for one (target, queue): the deliveries written (MANUAL: delivered). routed:
+        the rule that chose this target for each item, whose overrides are written with it."""
         local = self._connectors.is_local(target)
         inside = self._uow.in_transaction()
         tenant = principal.tenant_id
@@ -165,22 +257,56 @@ class DispatchService:
             found = uow.exceptions.get_many(tenant, ids)
             existing = uow.deliveries.get_by_keys(tenant, keys.values())
             plan = self._plan(principal, ids, keys, found, existing, target, queue)
+            if routed:
+                self._apply_routes(uow, principal, plan, found, routed)
             if local:
-                return self._deliver_here(uow, principal, connector, plan, found)
+                results = self._deliver_here(uow, principal, connector, plan, found)
+                return _Recorded(target, ids, results, {}, {}, inside=True)
             uow.deliveries.add_many(plan.new)
             uow.deliveries.update_many(plan.revived)
-        if not plan.waiting:
-            return plan.results
+        floors = {d.id: d.attempt_count for d in plan.revived}
+        return _Recorded(target, ids, plan.results, plan.waiting, floors, inside)
+
+    def _apply_routes(
+        self,
+        uow: UnitOfWork,
+        principal: Principal,
+        plan: _Plan,
+        found: dict[str, ReconException],
+        routed: dict[str, RoutingRule],
+    ) -> None:
+        """The rules' overrides and ROUTE entries for the items that go ahead (not those answered
+        already, such as one dispatched there before)."""
+        now = self._clock()
+        updated: list[ReconException] = []
+        history: list[HistoryEntry] = []
+        for eid in plan.waiting:
+            changed, entry = apply_route(found[eid], routed[eid], principal.token_id, now)
+            found[eid] = changed
+            updated.append(changed)
+            history.append(entry)
+        uow.exceptions.update_many(updated)
+        uow.history.add_many(history)
+
+    def _settle(self, tenant: str, recorded: list[_Recorded]) -> dict[str, Result]:
+        """Step 3 for every recorded group at once: wake the workers and wait (one wait for all)."""
+        results: dict[str, Result] = {}
+        waiting: dict[str, Delivery] = {}
+        joined: dict[str, Delivery] = {}
+        floors: dict[str, int] = {}
+        for rec in recorded:
+            results.update(rec.results)
+            (joined if rec.inside else waiting).update(rec.waiting)
+            floors.update(rec.floors)
+        if not waiting and not joined:
+            return results
         self._deliveries.wake()
-        if inside:
-            waiting = plan.waiting
-        else:
+        if waiting:
             # A revived delivery starts a new round: its first outcome is that of its next attempt.
-            floors = {d.id: d.attempt_count for d in plan.revived}
-            waiting = self._wait_for_first_outcomes(tenant, plan.waiting, floors)
-        for eid, delivery in waiting.items():
-            plan.results[eid] = _answer(delivery)
-        return plan.results
+            waiting = self._wait_for_first_outcomes(tenant, waiting, floors)
+        for eid, delivery in {**joined, **waiting}.items():
+            results[eid] = _answer(delivery)
+        return results
 
     def _plan(
         self,
@@ -290,6 +416,13 @@ class DispatchService:
                     self._deliveries.recorded.wait(min(self._poll_seconds, left))
         finally:
             self.wait_slots.give_back(tenant)
+
+
+def _no_queue_without_target(queue: str) -> None:
+    if queue.strip():
+        raise InvalidArgument.field(
+            "queue", "applies only with target_system; without one, the routing rule sets the queue"
+        )
 
 
 def _answer(delivery: Delivery) -> Result:

@@ -1,0 +1,151 @@
+"""Dispatch without a target system (API.md §8) over the in-memory fakes: each item routed by the
+first enabled matching rule, overrides and a ROUTE history entry written with its delivery, NO_ROUTE
+per item, an explicit target bypassing the rules, and the rules read once per call, never per item."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from server.domain.delivery import DeliveryState
+from server.domain.dispatch import TargetSystem
+from server.domain.errors import FailedPrecondition, InvalidArgument
+from server.domain.exceptions import NewException, Severity, Status
+from server.domain.history import Action
+from server.domain.routing import RuleInput
+from server.services.dispatch import DispatchService
+from server.services.routing import RoutingService, RulesCache
+from tests.unit.test_dispatch_service import WEBHOOK, A, B, World
+
+
+class Routed:
+    def __init__(self) -> None:
+        self.w = World()
+        self.w.targets.put(A, "WEBHOOK", WEBHOOK)
+        self.cache = RulesCache()
+        self.routing = RoutingService(self.w.uow, self.cache, self.w.clock)
+        self.service = DispatchService(
+            self.w.uow,
+            self.w.targets,
+            self.w.connectors,
+            self.w.deliveries,
+            clock=self.w.clock,
+            wait_seconds=0,
+            rules=self.cache,
+        )
+
+    def exception(self, principal=A, **fields) -> str:
+        return self.w.exceptions.create(principal, NewException("txn", **fields)).id
+
+    def rule(self, priority: int, principal=A, **fields):
+        values = {"name": f"p{priority}", "priority": priority, "target_system": "MANUAL"}
+        values.update(fields)
+        return self.routing.create(principal, RuleInput(**values))
+
+    def history(self, eid: str, action: Action):
+        return [h for h in self.w.uow.rows.history.values() if h.exception_id == eid and h.action is action]
+
+
+@pytest.fixture
+def r() -> Routed:
+    return Routed()
+
+
+def test_bulk_routes_each_item_by_its_first_matching_rule(r):
+    hot = r.rule(
+        1,
+        severities=("HIGH",),
+        target_system="webhook",
+        queue="hot",
+        assignee="oncall",
+        severity="CRITICAL",
+        severity_reason="high and from the bank",
+    )
+    r.rule(2, enabled=False, sources=("bank",), target_system="WEBHOOK", queue="never")
+    bank = r.rule(3, sources=("bank",), queue="desk")
+    high = r.exception(severity=Severity.HIGH, source="bank")
+    plain = r.exception(severity=Severity.LOW, source="bank")
+    nowhere = r.exception(severity=Severity.LOW, source="ledger")
+    missing = str(uuid.uuid4())
+    outcome = r.service.bulk_dispatch(A, [high, plain, nowhere, missing, plain], "", "")
+    assert outcome.total == 4
+    assert outcome.succeeded == [plain]  # MANUAL delivers at once
+    reasons = {f.exception_id: f.reason for f in outcome.failed}
+    assert reasons == {high: "DELIVERY_SCHEDULED", nowhere: "NO_ROUTE", missing: "NOT_FOUND"}
+    assert r.w.delivery(high, TargetSystem.WEBHOOK, "hot").state is DeliveryState.PENDING
+    assert r.w.delivery(plain, TargetSystem.MANUAL, "desk").state is DeliveryState.DELIVERED
+    assert r.w.delivery(high, TargetSystem.WEBHOOK, "never") is None
+    rows = r.w.uow.rows.exceptions
+    assert rows[high].severity is Severity.CRITICAL
+    assert (rows[high].assigned_to, rows[high].status) == ("oncall", Status.ASSIGNED)
+    assert rows[plain].severity is Severity.LOW and rows[plain].assigned_to is None
+    (entry,) = r.history(high, Action.ROUTE)
+    assert entry.changes == {
+        "rule_id": hot.id,
+        "rule_name": "p1",
+        "target_system": "WEBHOOK",
+        "queue": "hot",
+        "assigned_to": {"from": None, "to": "oncall"},
+        "status": {"from": "OPEN", "to": "ASSIGNED"},
+        "severity": {"from": "HIGH", "to": "CRITICAL"},
+        "severity_reason": "high and from the bank",
+    }
+    (entry,) = r.history(plain, Action.ROUTE)
+    assert entry.changes["rule_id"] == bank.id
+    assert r.history(nowhere, Action.ROUTE) == []
+
+
+def test_a_hundred_items_read_the_rules_once(r):
+    for p in range(10):
+        r.rule(p, sources=(f"s{p}",), queue=f"q{p}")
+    ids = [r.exception(source=f"s{i % 12}") for i in range(100)]
+    loads = r.cache.loads
+    outcome = r.service.bulk_dispatch(A, ids, "", "")
+    assert r.cache.loads - loads <= 1
+    assert len(outcome.succeeded) == 84 and {f.reason for f in outcome.failed} == {"NO_ROUTE"}
+    outcome = r.service.bulk_dispatch(A, ids, "", "")
+    assert r.cache.loads - loads <= 1  # unchanged rules: not read again
+
+
+def test_single_dispatch_without_a_match_is_no_route(r):
+    eid = r.exception(source="x")
+    r.rule(1, sources=("y",))
+    with pytest.raises(FailedPrecondition) as caught:
+        r.service.dispatch(A, eid, "", "")
+    assert caught.value.reason == "NO_ROUTE"
+    r.rule(2, sources=("x",), queue="found")  # a rule change is seen by the next call
+    delivery = r.service.dispatch(A, eid, "", "")
+    assert (delivery.target_system, delivery.queue) == (TargetSystem.MANUAL, "found")
+
+
+def test_an_explicit_target_bypasses_the_rules(r):
+    eid = r.exception(severity=Severity.HIGH)
+    r.rule(1, severities=("HIGH",), assignee="nobody", queue="ruled")
+    delivery = r.service.dispatch(A, eid, "MANUAL", "mine")
+    assert delivery.queue == "mine"
+    assert r.w.uow.rows.exceptions[eid].assigned_to is None
+    assert r.history(eid, Action.ROUTE) == []
+
+
+def test_a_rule_to_an_unconfigured_target_fails_its_items_only(r):
+    r.rule(1, sources=("jira",), target_system="JIRA")
+    r.rule(2, sources=("desk",))
+    to_jira, to_desk = r.exception(source="jira"), r.exception(source="desk")
+    outcome = r.service.bulk_dispatch(A, [to_jira, to_desk], "", "")
+    assert outcome.succeeded == [to_desk]
+    assert [(f.exception_id, f.reason) for f in outcome.failed] == [(to_jira, "TARGET_NOT_CONFIGURED")]
+    assert r.history(to_jira, Action.ROUTE) == []
+    with pytest.raises(FailedPrecondition) as caught:
+        r.service.dispatch(A, to_jira, "", "")
+    assert caught.value.reason == "TARGET_NOT_CONFIGURED"
+
+
+def test_rules_are_per_tenant_and_a_queue_needs_a_target(r):
+    r.rule(1, sources=("s",))
+    other = r.exception(principal=B, source="s")
+    with pytest.raises(FailedPrecondition):
+        r.service.dispatch(B, other, "", "")
+    with pytest.raises(InvalidArgument) as caught:
+        r.service.bulk_dispatch(A, [r.exception(source="s")], "", "q")
+    assert [v.field for v in caught.value.violations] == ["queue"]
