@@ -43,7 +43,7 @@ from server.rpc.servicers.deliveries import DeliveriesServicer
 from server.rpc.servicers.exceptions import ExceptionsServicer
 from server.rpc.servicers.health import HealthServicer
 from server.rpc.servicers.meta import MetaServicer, read_openapi_document
-from server.rpc.servicers.routing import RoutingRulesServicer
+from server.rpc.servicers.routing import RoutingRulesServicer, SlaPolicyServicer
 from server.rpc.servicers.targets import TargetsServicer
 from server.services.deliveries import DeliveryService
 from server.services.dispatch import DispatchService, WaitSlots
@@ -51,6 +51,7 @@ from server.services.exceptions import ExceptionService
 from server.services.principal_cache import PrincipalCache
 from server.services.rate_limit import RateLimiter
 from server.services.routing import RoutingService, RulesCache
+from server.services.sla import SlaService
 from server.services.targets import TargetService
 from server.services.tokens import TokenService
 from server.storage.engine import count_statements, make_engine, reads_never_wait
@@ -147,6 +148,8 @@ class App:
         servicers.add(
             RoutingRulesServicer(self.routing), routing_pb2_grpc.add_RoutingRulesServiceServicer_to_server
         )
+        sla = SlaPolicyServicer(SlaService(self.uow))
+        servicers.add(sla, routing_pb2_grpc.add_SlaPolicyServiceServicer_to_server)
         bulk = BulkServicer(self._bulk_runner())
         servicers.add(bulk, bulk_pb2_grpc.add_BulkServiceServicer_to_server)
         # /v1/bulk calls every other servicer through this same interceptor chain, in process.

@@ -13,6 +13,7 @@ from server.domain.exceptions import ReconException
 from server.domain.history import HistoryEntry
 from server.domain.paging import ExceptionQuery, PageAfter
 from server.domain.routing import RoutingRule
+from server.domain.sla import SlaPolicy
 from server.domain.targets import StoredTarget, TargetConfig
 
 
@@ -147,6 +148,18 @@ class RoutingRuleRepository(Protocol):
     def bump_generation(self, tenant_id: str) -> None: ...
 
 
+class SlaPolicyRepository(Protocol):
+    def get(self, tenant_id: str) -> SlaPolicy | None:
+        """None: the tenant uses the defaults."""
+        ...
+
+    def put(self, policy: SlaPolicy) -> None: ...
+
+    def with_escalation(self) -> list[SlaPolicy]:
+        """Every tenant's policy that has an escalation target (the escalation scheduler's tenants)."""
+        ...
+
+
 class ConnectorFactory(Protocol):
     def is_local(self, target: TargetSystem) -> bool:
         """True when the target's connector never leaves the process (its `external` is False)."""
@@ -207,6 +220,9 @@ class UnitOfWork(Protocol):
 
     @property
     def routing(self) -> RoutingRuleRepository: ...
+
+    @property
+    def sla(self) -> SlaPolicyRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -17,6 +17,7 @@ from server.domain.dispatch import TargetSystem
 from server.domain.errors import FailedPrecondition, FieldViolation, Violations
 from server.domain.exceptions import ReconException, Severity, Status
 from server.domain.history import Action, HistoryEntry, change
+from server.domain.sla import SlaPolicy, with_due_date
 
 LIMITS = {
     "name": 255,
@@ -320,10 +321,15 @@ class NoRoute(FailedPrecondition):
 
 
 def apply_route(
-    exception: ReconException, rule: RoutingRule, actor_id: str, now: datetime
+    exception: ReconException,
+    rule: RoutingRule,
+    actor_id: str,
+    now: datetime,
+    policy: SlaPolicy | None = None,
 ) -> tuple[ReconException, HistoryEntry]:
     """The rule's assignee and severity overrides on the exception, and the ROUTE history entry that
-    names the rule, the target and queue it chose, and what it changed."""
+    names the rule, the target and queue it chose, and what it changed. A severity override moves a
+    due date the caller did not set to the new severity's tier of `policy`."""
     action = rule.action
     changes: dict[str, object] = {
         "rule_id": rule.id,
@@ -342,8 +348,16 @@ def apply_route(
         changes["severity"] = change(exception.severity.name, action.severity.name)
         changes["severity_reason"] = action.severity_reason
         routed = replace(routed, severity=action.severity, updated_at=now)
+        if policy is not None and not exception.due_at_explicit:
+            routed = with_due_date(routed, policy)
+            if routed.due_at != exception.due_at:
+                changes["due_at"] = change(_iso(exception.due_at), _iso(routed.due_at))
     entry = HistoryEntry.record(exception.tenant_id, exception.id, Action.ROUTE, actor_id, now, changes)
     return routed, entry
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 # -- stored form (the repositories keep conditions and action as JSON) -----------------------------------

@@ -6,6 +6,7 @@ from reconrouter.exceptions.v1 import exceptions_pb2 as epb
 from reconrouter.routing.v1 import routing_pb2 as pb
 
 from server.domain.routing import RoutingRule, RuleAction, RuleInput
+from server.domain.sla import SlaPolicy
 from server.rpc.converters import timestamp
 from server.services.routing import Evaluation
 
@@ -99,3 +100,27 @@ def evaluation_to_proto(evaluation: Evaluation) -> pb.EvaluateRoutingRulesRespon
         message.matched_rule_id = evaluation.matched.id
         message.action.CopyFrom(action_to_proto(evaluation.matched.action))
     return message
+
+
+def policy_to_proto(policy: SlaPolicy) -> pb.SlaPolicy:
+    message = pb.SlaPolicy(
+        tiers=[
+            pb.SlaTier(severity=s.name, due_in_hours=policy.tiers[s])
+            for s in sorted(policy.tiers, reverse=True)
+        ]
+    )
+    if policy.escalation_target is not None:
+        message.escalation.target_system = policy.escalation_target.value
+        if policy.escalation_queue:
+            message.escalation.queue = policy.escalation_queue
+    if policy.updated_at is not None:
+        message.updated_at.CopyFrom(timestamp(policy.updated_at))
+    return message
+
+
+def put_policy_to_domain(request: pb.PutSlaPolicyRequest) -> tuple[list[tuple[str, int]], str | None, str]:
+    """(tiers as (severity name, hours), escalation target or None, escalation queue)."""
+    tiers = [(epb.Severity.Name(t.severity), t.due_in_hours) for t in request.tiers]
+    if not request.HasField("escalation"):
+        return tiers, None, ""
+    return tiers, request.escalation.target_system, request.escalation.queue

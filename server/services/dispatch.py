@@ -54,6 +54,7 @@ from server.domain.exceptions import ReconException, Status, parse_uuid
 from server.domain.history import HistoryEntry
 from server.domain.ports import ConnectorFactory, UnitOfWork, UnitOfWorkFactory
 from server.domain.routing import NoRoute, RoutingRule, apply_route, route
+from server.domain.sla import default_policy
 from server.domain.targets import TargetConfig
 from server.services.clock import Clock, utc_now
 from server.services.deliveries import DeliveryService
@@ -280,8 +281,11 @@ class DispatchService:
         now = self._clock()
         updated: list[ReconException] = []
         history: list[HistoryEntry] = []
+        policy = None
+        if any(routed[eid].action.severity is not None for eid in plan.waiting):
+            policy = uow.sla.get(principal.tenant_id) or default_policy(principal.tenant_id)
         for eid in plan.waiting:
-            changed, entry = apply_route(found[eid], routed[eid], principal.token_id, now)
+            changed, entry = apply_route(found[eid], routed[eid], principal.token_id, now, policy)
             found[eid] = changed
             updated.append(changed)
             history.append(entry)

@@ -56,6 +56,9 @@ exceptions = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("occurred_at", UtcDateTime, nullable=False),
+    # SLA (API.md §8), added by 0005: whether the caller set due_at, and when it was escalated.
+    sa.Column("due_at_explicit", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("escalated_at", UtcDateTime, nullable=True),
     # One index per list shape (see repositories/exceptions.py): every index ends in `id` so a
     # keyset page is a single index range scan with no sort, even among equal sort values.
     # Sort-only shapes (no filter, or a filter the planner can check while walking the index):
@@ -68,6 +71,24 @@ exceptions = sa.Table(
     sa.Index("ix_exceptions_tenant_status_created", "tenant_id", "status", "created_at", "id"),
     sa.Index("ix_exceptions_tenant_assignee_created", "tenant_id", "assigned_to", "created_at", "id"),
     sa.Index("ix_exceptions_tenant_external_created", "tenant_id", "external_system", "created_at", "id"),
+    # SLA (0005): sort_by=due_at; overdue=true walks only unresolved rows (status 4 is RESOLVED);
+    # the escalation scheduler seeks a tenant's unresolved, unescalated rows by due date.
+    sa.Index("ix_exceptions_tenant_due", "tenant_id", "due_at", "id"),
+    sa.Index(
+        "ix_exceptions_tenant_open_due",
+        "tenant_id",
+        "due_at",
+        "id",
+        sqlite_where=sa.text("status <> 4"),
+        postgresql_where=sa.text("status <> 4"),
+    ),
+    sa.Index(
+        "ix_exceptions_tenant_escalation",
+        "tenant_id",
+        "due_at",
+        sqlite_where=sa.text("status <> 4 AND escalated_at IS NULL"),
+        postgresql_where=sa.text("status <> 4 AND escalated_at IS NULL"),
+    ),
 )
 
 exception_history = sa.Table(
@@ -172,6 +193,17 @@ routing_generations = sa.Table(
     metadata,
     sa.Column("tenant_id", sa.String(64), primary_key=True),
     sa.Column("generation", sa.BigInteger, nullable=False),
+)
+
+# SLA policy per tenant (API.md §8); no row: the defaults. Tiers: {"CRITICAL": 24, ...} hours.
+sla_policies = sa.Table(
+    "sla_policies",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("tiers", sa.JSON, nullable=False),
+    sa.Column("escalation_target", sa.String(32), nullable=True),
+    sa.Column("escalation_queue", sa.String(255), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 idempotency_keys = sa.Table(

@@ -26,6 +26,7 @@ from server.storage.repositories import (
     SqlExceptionRepository,
     SqlHistoryRepository,
     SqlRoutingRuleRepository,
+    SqlSlaPolicyRepository,
     SqlTargetRepository,
     SqlTokenRepository,
 )
@@ -70,6 +71,7 @@ class SqlUnitOfWork:
         self.targets: SqlTargetRepository
         self.tokens: SqlTokenRepository
         self.routing: SqlRoutingRuleRepository
+        self.sla: SqlSlaPolicyRepository
 
     @property
     def joined(self) -> bool:
@@ -107,6 +109,7 @@ class SqlUnitOfWork:
         self.targets = SqlTargetRepository(self.connection)
         self.tokens = SqlTokenRepository(self.connection, direct_reads=direct)
         self.routing = SqlRoutingRuleRepository(self.connection)
+        self.sla = SqlSlaPolicyRepository(self.connection)
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -62,6 +62,7 @@ from server.domain.routing import (
     conditions_from_json,
     conditions_to_json,
 )
+from server.domain.sla import SlaPolicy
 from server.domain.targets import StoredTarget, TargetConfig
 from server.storage.repositories.deliveries import LOST_ATTEMPT, MUTABLE_FIELDS
 
@@ -127,6 +128,7 @@ def _exception_row(e: ReconException) -> ReconException:
         occurred_at=_utc(e.occurred_at),
         due_at=_utc(e.due_at),
         metadata=_json(dict(e.metadata)),
+        escalated_at=_utc(e.escalated_at),
     )
 
 
@@ -157,6 +159,7 @@ class Tables:
     tokens: dict[str, StoredToken] = field(default_factory=dict)  # by id
     routing_rules: dict[str, RoutingRule] = field(default_factory=dict)  # by id
     routing_generations: dict[str, int] = field(default_factory=dict)  # by tenant
+    sla_policies: dict[str, SlaPolicy] = field(default_factory=dict)  # by tenant
     idempotency_keys: dict[KeyScope, KeyRecord] = field(default_factory=dict)
 
     def copy(self) -> Tables:
@@ -204,6 +207,7 @@ class FakeUnitOfWork:
         self.targets = FakeTargetRepository(self)
         self.tokens = FakeTokenRepository(self)
         self.routing = FakeRoutingRuleRepository(self)
+        self.sla = FakeSlaPolicyRepository(self)
 
     @property
     def begun(self) -> bool:
@@ -381,6 +385,16 @@ class FakeExceptionRepository(_Repository):
                 and (f.external_system is None or e.external_system == f.external_system.strip().upper())
                 and (f.date_from is None or e.created_at >= f.date_from)
                 and (f.date_to is None or e.created_at < f.date_to)
+                and (
+                    not f.overdue
+                    or (
+                        e.status is not Status.RESOLVED
+                        and e.due_at is not None
+                        and query.now is not None
+                        and e.due_at < query.now
+                    )
+                )
+                and (query.sort_by != "due_at" or e.due_at is not None)
             )
 
         def key(e: ReconException) -> tuple[Any, ...]:
@@ -793,6 +807,19 @@ class FakeRoutingRuleRepository(_Repository):
     def bump_generation(self, tenant_id: str) -> None:
         rows = self._write().routing_generations
         rows[tenant_id] = rows.get(tenant_id, 0) + 1
+
+
+class FakeSlaPolicyRepository(_Repository):
+    def get(self, tenant_id: str) -> SlaPolicy | None:
+        return self._read().sla_policies.get(tenant_id)
+
+    def put(self, policy: SlaPolicy) -> None:
+        stored = replace(policy, tiers=dict(policy.tiers), updated_at=_utc(policy.updated_at))
+        self._write().sla_policies[policy.tenant_id] = stored
+
+    def with_escalation(self) -> list[SlaPolicy]:
+        rows = self._read().sla_policies
+        return [rows[t] for t in sorted(rows) if rows[t].escalation_target is not None]
 
 
 class FakeTokenRepository(_Repository):

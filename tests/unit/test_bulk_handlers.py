@@ -8,6 +8,7 @@ from reconrouter.deliveries.v1 import deliveries_pb2_grpc
 from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 from reconrouter.health.v1 import health_pb2_grpc
 from reconrouter.meta.v1 import meta_pb2_grpc
+from reconrouter.routing.v1 import routing_pb2_grpc
 from reconrouter.targets.v1 import targets_pb2_grpc
 
 from server.bulk.context import SubRequestContext
@@ -32,6 +33,8 @@ GENERATED_ADD_FUNCTIONS = (
     deliveries_pb2_grpc.add_DeliveriesServiceServicer_to_server,
     bulk_pb2_grpc.add_BulkServiceServicer_to_server,
     meta_pb2_grpc.add_MetaServiceServicer_to_server,
+    routing_pb2_grpc.add_RoutingRulesServiceServicer_to_server,
+    routing_pb2_grpc.add_SlaPolicyServiceServicer_to_server,
 )
 PRINCIPAL = Principal("t", "tok", frozenset({"exceptions:read"}))
 

@@ -22,6 +22,7 @@ from server.domain.history import Action, HistoryEntry
 from server.domain.idempotency import KeyScope, Policy
 from server.domain.paging import SORT_FIELDS, ExceptionFilter, ExceptionQuery, PageAfter, sort_value
 from server.domain.routing import Conditions, RoutingRule, RuleAction
+from server.domain.sla import DEFAULT_TIERS, SlaPolicy
 from server.domain.targets import StoredTarget
 from server.storage.engine import make_engine
 from server.storage.idempotency import SqlIdempotencyStore
@@ -114,6 +115,52 @@ def test_exception_listing_walks_alike(both, flt):
             u.exceptions.add_many([exception(i) for i in range(30)])
             u.exceptions.add_many([exception(i, "tenant-b") for i in range(30, 36)])
         return [walk(uow, flt, s, d, limit) for s in SORT_FIELDS for d in (False, True) for limit in (1, 7)]
+
+    both(scenario)
+
+
+def test_overdue_and_due_date_walks_alike(both):
+    """Some rows without a due date, some resolved, due dates colliding around `now`."""
+
+    def scenario(uow):
+        now = T0 + timedelta(hours=2)
+        rows = [
+            exception(
+                i,
+                due_at=None if i % 5 == 0 else T0 + timedelta(hours=i % 4),
+                due_at_explicit=i % 2 == 0,
+            )
+            for i in range(30)
+        ]
+        with uow(write=True) as u:
+            u.exceptions.add_many(rows)
+            u.exceptions.add_many([exception(i, "tenant-b", due_at=T0) for i in range(30, 34)])
+        pages = []
+        for flt in (ExceptionFilter(overdue=True), ExceptionFilter(overdue=True, severity=Severity.LOW)):
+            for sort_by in ("due_at", "created_at"):
+                for descending in (False, True):
+                    after = None
+                    while True:
+                        query = ExceptionQuery(flt, sort_by, descending, 4, after, now=now)
+                        with uow(write=False) as u:
+                            page = u.exceptions.list("tenant-a", query)
+                        pages.append([(e.id, e.due_at, e.due_at_explicit) for e in page])
+                        if len(page) <= 4:
+                            break
+                        after = PageAfter(sort_value(page[3], sort_by), page[3].id)
+        return pages, walk(uow, ExceptionFilter(), "due_at", False, 6)
+
+    both(scenario)
+
+
+def test_sla_policies_alike(both):
+    def scenario(uow):
+        with uow(write=True) as u:
+            u.sla.put(SlaPolicy("tenant-a", {**DEFAULT_TIERS, Severity.HIGH: 5}, None, "", T0))
+            u.sla.put(SlaPolicy("tenant-b", dict(DEFAULT_TIERS), TargetSystem.WEBHOOK, "sla", T0))
+            u.sla.put(SlaPolicy("tenant-a", {**DEFAULT_TIERS, Severity.LOW: 1}, TargetSystem.JIRA, "Q", T0))
+        with uow(write=False) as u:
+            return u.sla.get("tenant-a"), u.sla.get("tenant-c"), u.sla.with_escalation()
 
     both(scenario)
 

@@ -5,6 +5,7 @@ per item, an explicit target bypassing the rules, and the rules read once per ca
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 
@@ -90,7 +91,10 @@ def test_bulk_routes_each_item_by_its_first_matching_rule(r):
         "status": {"from": "OPEN", "to": "ASSIGNED"},
         "severity": {"from": "HIGH", "to": "CRITICAL"},
         "severity_reason": "high and from the bank",
+        # HIGH's 72 h became CRITICAL's 24 h from occurred_at (the caller set no due date).
+        "due_at": {"from": "2026-03-05T12:00:00+00:00", "to": "2026-03-03T12:00:00+00:00"},
     }
+    assert rows[high].due_at == rows[high].occurred_at + timedelta(hours=24)
     (entry,) = r.history(plain, Action.ROUTE)
     assert entry.changes["rule_id"] == bank.id
     assert r.history(nowhere, Action.ROUTE) == []
@@ -149,3 +153,13 @@ def test_rules_are_per_tenant_and_a_queue_needs_a_target(r):
     with pytest.raises(InvalidArgument) as caught:
         r.service.bulk_dispatch(A, [r.exception(source="s")], "", "q")
     assert [v.field for v in caught.value.violations] == ["queue"]
+
+
+def test_a_due_date_the_caller_set_stays_when_a_rule_changes_the_severity(r):
+    r.rule(1, severities=("LOW",), severity="CRITICAL", severity_reason="escalate")
+    due = r.w.clock.now + timedelta(days=30)
+    eid = r.w.exceptions.create(A, NewException("txn", severity=Severity.LOW, due_at=due)).id
+    r.service.dispatch(A, eid, "", "")
+    row = r.w.uow.rows.exceptions[eid]
+    assert (row.severity, row.due_at) == (Severity.CRITICAL, due)
+    assert "due_at" not in r.history(eid, Action.ROUTE)[0].changes

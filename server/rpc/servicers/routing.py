@@ -8,6 +8,7 @@ from reconrouter.routing.v1 import routing_pb2_grpc
 from server.rpc import routing_converters as conv
 from server.rpc.call_state import principal
 from server.services.routing import RoutingService
+from server.services.sla import SlaService
 
 
 class RoutingRulesServicer(routing_pb2_grpc.RoutingRulesServiceServicer):
@@ -33,3 +34,14 @@ class RoutingRulesServicer(routing_pb2_grpc.RoutingRulesServiceServicer):
 
     def EvaluateRoutingRules(self, request, context):
         return conv.evaluation_to_proto(self._routing.evaluate(principal(), request.exception_id))
+
+
+class SlaPolicyServicer(routing_pb2_grpc.SlaPolicyServiceServicer):
+    def __init__(self, sla: SlaService) -> None:
+        self._sla = sla
+
+    def GetSlaPolicy(self, request, context):
+        return conv.policy_to_proto(self._sla.get(principal()))
+
+    def PutSlaPolicy(self, request, context):
+        return conv.policy_to_proto(self._sla.put(principal(), *conv.put_policy_to_domain(request)))

@@ -5,6 +5,7 @@ from server.storage.repositories.deliveries import SqlDeliveryRepository
 from server.storage.repositories.exceptions import SqlExceptionRepository
 from server.storage.repositories.history import SqlHistoryRepository
 from server.storage.repositories.routing import SqlRoutingRuleRepository
+from server.storage.repositories.sla import SqlSlaPolicyRepository
 from server.storage.repositories.targets import SqlTargetRepository
 from server.storage.repositories.tokens import SqlTokenRepository, TokenRow
 
@@ -13,6 +14,7 @@ __all__ = [
     "SqlExceptionRepository",
     "SqlHistoryRepository",
     "SqlRoutingRuleRepository",
+    "SqlSlaPolicyRepository",
     "SqlTargetRepository",
     "SqlTokenRepository",
     "TokenRow",

@@ -23,6 +23,7 @@ SORT_COLUMNS: dict[str, sa.Column[Any]] = {
     "severity": t.c.severity,
     "status": t.c.status,
     "id": t.c.id,
+    "due_at": t.c.due_at,
 }
 
 # What update_many rewrites: everything but the identity and the creation facts.
@@ -43,6 +44,8 @@ _MUTABLE = (
     "metadata_json",
     "updated_at",
     "occurred_at",
+    "due_at_explicit",
+    "escalated_at",
 )
 
 # executemany UPDATE: the SET clause comes from the parameter keys named like columns; the WHERE
@@ -83,6 +86,8 @@ def _to_row(e: ReconException) -> dict[str, Any]:
         "created_at": e.created_at,
         "updated_at": e.updated_at,
         "occurred_at": e.occurred_at,
+        "due_at_explicit": e.due_at_explicit,
+        "escalated_at": e.escalated_at,
     }
 
 
@@ -107,6 +112,8 @@ def _from_row(r: Row[Any]) -> ReconException:
         resolution_notes=r.resolution_notes,
         resolution_reason=r.resolution_reason,
         metadata=dict(r.metadata_json or {}),
+        due_at_explicit=r.due_at_explicit,
+        escalated_at=r.escalated_at,
     )
 
 
@@ -174,6 +181,12 @@ class SqlExceptionRepository:
             where.append(t.c.created_at >= f.date_from)
         if f.date_to is not None:
             where.append(t.c.created_at < f.date_to)
+        if f.overdue:
+            # Literal, so both planners match the partial index ix_exceptions_tenant_open_due.
+            where.append(t.c.status != sa.literal_column(str(int(Status.RESOLVED))))
+            where.append(t.c.due_at < (query.now or sa.func.current_timestamp()))
+        if query.sort_by == "due_at" and not f.overdue:
+            where.append(t.c.due_at.is_not(None))  # no due date: not in a due-date order
         column = SORT_COLUMNS[query.sort_by]
         if query.after is not None:
             where.append(keyset_after(column, t.c.id, query.sort_by, query.after, query.descending))

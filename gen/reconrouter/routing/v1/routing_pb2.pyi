@@ -12,6 +12,44 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SlaTier(_message.Message):
+    __slots__ = ("severity", "due_in_hours")
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    DUE_IN_HOURS_FIELD_NUMBER: _ClassVar[int]
+    severity: _exceptions_pb2.Severity
+    due_in_hours: int
+    def __init__(self, severity: _Optional[_Union[_exceptions_pb2.Severity, str]] = ..., due_in_hours: _Optional[int] = ...) -> None: ...
+
+class SlaEscalation(_message.Message):
+    __slots__ = ("target_system", "queue")
+    TARGET_SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    target_system: str
+    queue: str
+    def __init__(self, target_system: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class SlaPolicy(_message.Message):
+    __slots__ = ("tiers", "escalation", "updated_at")
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    tiers: _containers.RepeatedCompositeFieldContainer[SlaTier]
+    escalation: SlaEscalation
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, tiers: _Optional[_Iterable[_Union[SlaTier, _Mapping]]] = ..., escalation: _Optional[_Union[SlaEscalation, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetSlaPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PutSlaPolicyRequest(_message.Message):
+    __slots__ = ("tiers", "escalation")
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_FIELD_NUMBER: _ClassVar[int]
+    tiers: _containers.RepeatedCompositeFieldContainer[SlaTier]
+    escalation: SlaEscalation
+    def __init__(self, tiers: _Optional[_Iterable[_Union[SlaTier, _Mapping]]] = ..., escalation: _Optional[_Union[SlaEscalation, _Mapping]] = ...) -> None: ...
+
 class RuleConditions(_message.Message):
     __slots__ = ("severities", "min_amount", "currency", "min_age_hours", "sources", "reason_contains", "metadata")
     class MetadataEntry(_message.Message):

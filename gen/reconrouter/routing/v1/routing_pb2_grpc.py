@@ -314,3 +314,129 @@ class RoutingRulesService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class SlaPolicyServiceStub:
+    """SLA policy per tenant (API.md §8): hours to resolve by severity from occurred_at, and where an
+    exception that becomes overdue unresolved is escalated (once). Without a stored policy: the
+    defaults CRITICAL 24, HIGH 72, MEDIUM 120, LOW 168 and no escalation.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetSlaPolicy = channel.unary_unary(
+                '/reconrouter.routing.v1.SlaPolicyService/GetSlaPolicy',
+                request_serializer=reconrouter_dot_routing_dot_v1_dot_routing__pb2.GetSlaPolicyRequest.SerializeToString,
+                response_deserializer=reconrouter_dot_routing_dot_v1_dot_routing__pb2.SlaPolicy.FromString,
+                _registered_method=True)
+        self.PutSlaPolicy = channel.unary_unary(
+                '/reconrouter.routing.v1.SlaPolicyService/PutSlaPolicy',
+                request_serializer=reconrouter_dot_routing_dot_v1_dot_routing__pb2.PutSlaPolicyRequest.SerializeToString,
+                response_deserializer=reconrouter_dot_routing_dot_v1_dot_routing__pb2.SlaPolicy.FromString,
+                _registered_method=True)
+
+
+class SlaPolicyServiceServicer:
+    """SLA policy per tenant (API.md §8): hours to resolve by severity from occurred_at, and where an
+    exception that becomes overdue unresolved is escalated (once). Without a stored policy: the
+    defaults CRITICAL 24, HIGH 72, MEDIUM 120, LOW 168 and no escalation.
+    """
+
+    def GetSlaPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutSlaPolicy(self, request, context):
+        """Tiers listed replace those severities (the others keep the defaults); escalation left out: none.
+        New due dates follow it; stored ones are not recomputed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SlaPolicyServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetSlaPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSlaPolicy,
+                    request_deserializer=reconrouter_dot_routing_dot_v1_dot_routing__pb2.GetSlaPolicyRequest.FromString,
+                    response_serializer=reconrouter_dot_routing_dot_v1_dot_routing__pb2.SlaPolicy.SerializeToString,
+            ),
+            'PutSlaPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSlaPolicy,
+                    request_deserializer=reconrouter_dot_routing_dot_v1_dot_routing__pb2.PutSlaPolicyRequest.FromString,
+                    response_serializer=reconrouter_dot_routing_dot_v1_dot_routing__pb2.SlaPolicy.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'reconrouter.routing.v1.SlaPolicyService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('reconrouter.routing.v1.SlaPolicyService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SlaPolicyService:
+    """SLA policy per tenant (API.md §8): hours to resolve by severity from occurred_at, and where an
+    exception that becomes overdue unresolved is escalated (once). Without a stored policy: the
+    defaults CRITICAL 24, HIGH 72, MEDIUM 120, LOW 168 and no escalation.
+    """
+
+    @staticmethod
+    def GetSlaPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reconrouter.routing.v1.SlaPolicyService/GetSlaPolicy',
+            reconrouter_dot_routing_dot_v1_dot_routing__pb2.GetSlaPolicyRequest.SerializeToString,
+            reconrouter_dot_routing_dot_v1_dot_routing__pb2.SlaPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSlaPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reconrouter.routing.v1.SlaPolicyService/PutSlaPolicy',
+            reconrouter_dot_routing_dot_v1_dot_routing__pb2.PutSlaPolicyRequest.SerializeToString,
+            reconrouter_dot_routing_dot_v1_dot_routing__pb2.SlaPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
