@@ -193,6 +193,16 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
         checked_out = pool.checkedout if isinstance(pool, QueuePool) else (lambda: 0)
         metrics = Metrics(metrics_registry, pool_checked_out=checked_out)
         count_statements(engine, metrics.observe_statement)
+    dispatch = DispatchService(
+        uow,
+        targets,
+        connectors,
+        deliveries,
+        wait_seconds=settings.dispatch_wait_seconds,
+        wait_slots=WaitSlots(settings.dispatch_wait_max_calls, settings.dispatch_wait_max_calls_per_tenant),
+        observe=metrics.observe_dispatch if metrics else None,
+        rules=routing.cache,
+    )
     return App(
         settings=settings,
         engine=engine,
@@ -202,19 +212,8 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
             Policy.of_seconds(settings.idempotency_ttl_seconds, settings.idempotency_lock_timeout_seconds),
         ),
         tokens=TokenService(uow, cache=PrincipalCache(settings.auth_cache_seconds)),
-        exceptions=ExceptionService(uow),
-        dispatch=DispatchService(
-            uow,
-            targets,
-            connectors,
-            deliveries,
-            wait_seconds=settings.dispatch_wait_seconds,
-            wait_slots=WaitSlots(
-                settings.dispatch_wait_max_calls, settings.dispatch_wait_max_calls_per_tenant
-            ),
-            observe=metrics.observe_dispatch if metrics else None,
-            rules=routing.cache,
-        ),
+        exceptions=ExceptionService(uow, auto_dispatch=dispatch),
+        dispatch=dispatch,
         deliveries=deliveries,
         targets=targets,
         connectors=connectors,

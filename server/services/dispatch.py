@@ -399,6 +399,77 @@ class DispatchService:
         uow.history.add_many(history)
         return results
 
+    # -- auto_dispatch on create (API.md §8) ----------------------------------------------------
+
+    def on_create(
+        self, uow: UnitOfWork, principal: Principal, created: list[ReconException]
+    ) -> list[ReconException]:
+        """In the create's transaction, after its rows are written: each new exception whose routing
+        rule (the first enabled match) has auto_dispatch gets the rule's overrides, a ROUTE entry and
+        its delivery, PENDING and due now (MANUAL: delivered here, like a dispatch). Nothing waits for
+        the workers; the create answers at once. Returns the exceptions as they now are."""
+        if self._rules is None or not created:
+            return created
+        tenant = principal.tenant_id
+        rules = self._rules.rules(uow, tenant)
+        if not any(r.auto_dispatch and r.enabled for r in rules):
+            return created
+        now = self._clock()
+        chosen = {}
+        for e in created:
+            rule = route(rules, e, now)
+            if rule is not None and rule.auto_dispatch:
+                chosen[e.id] = rule
+        if not chosen:
+            return created
+        policy = None
+        if any(r.action.severity is not None for r in chosen.values()):
+            policy = uow.sla.get(tenant) or default_policy(tenant)
+        by_id = {e.id: e for e in created}
+        history: list[HistoryEntry] = []
+        for eid, rule in chosen.items():
+            by_id[eid], entry = apply_route(by_id[eid], rule, principal.token_id, now, policy)
+            history.append(entry)
+        uow.exceptions.update_many([by_id[eid] for eid in chosen])
+        uow.history.add_many(history)
+        groups: dict[tuple[TargetSystem, str], list[str]] = {}
+        for eid, rule in chosen.items():
+            groups.setdefault((rule.action.target, rule.action.queue), []).append(eid)
+        delivered_here = False
+        for (target, queue), ids in groups.items():
+            plan = _Plan()
+            for eid in ids:
+                delivery = Delivery(
+                    id=str(uuid.uuid4()),
+                    tenant_id=tenant,
+                    key=dispatch_key(target, eid, queue),
+                    exception_id=eid,
+                    target_system=target,
+                    queue=queue,
+                    state=DeliveryState.PENDING,
+                    created_at=now,
+                    updated_at=now,
+                    actor_id=principal.token_id,
+                    next_attempt_at=now,
+                )
+                plan.new.append(delivery)
+                plan.waiting[eid] = delivery
+            if self._connectors.is_local(target):
+                connector = self._connectors.build(target, self._targets.config_for(uow, tenant, target))
+                self._deliver_here(uow, principal, connector, plan, dict(by_id))
+                delivered_here = True
+            else:
+                # A target that is not configured (yet) is the workers' business: the delivery
+                # fails there with TARGET_NOT_CONFIGURED and can be retried once it is.
+                uow.deliveries.add_many(plan.new)
+        if delivered_here:
+            by_id.update(uow.exceptions.get_many(tenant, list(chosen)))
+        return [by_id[e.id] for e in created]
+
+    def wake(self) -> None:
+        """Tells this process's delivery workers that deliveries are due now."""
+        self._deliveries.wake()
+
     def _wait_for_first_outcomes(
         self, tenant: str, waiting: dict[str, Delivery], floors: dict[str, int]
     ) -> dict[str, Delivery]:

@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from server.domain.auth import Principal
 from server.domain.bulk import BulkOutcome, unique_ids
@@ -101,10 +101,23 @@ def _page(rows: list[T], limit: int, scope: str, key: Callable[[T], PageAfter]) 
     return Page(items, encode_cursor(scope, key(items[-1])), limit)
 
 
+class AutoDispatch(Protocol):
+    """Dispatches new exceptions whose routing rule says auto_dispatch (services/dispatch.py)."""
+
+    def on_create(
+        self, uow: UnitOfWork, principal: Principal, created: builtins.list[ReconException]
+    ) -> builtins.list[ReconException]: ...
+
+    def wake(self) -> None: ...
+
+
 class ExceptionService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, clock: Clock = utc_now, auto_dispatch: AutoDispatch | None = None
+    ) -> None:
         self._uow = uow
         self._clock = clock
+        self._auto = auto_dispatch
 
     # -- create ---------------------------------------------------------------------------
 
@@ -132,7 +145,10 @@ class ExceptionService:
                 created = [with_due_date(e, policy) for e in created]
             uow.exceptions.add_many(created)
             uow.history.add_many(self._created_entries(principal, created, now))
-        return created
+            answered = self._auto.on_create(uow, principal, created) if self._auto else created
+        if answered is not created and self._auto is not None:
+            self._auto.wake()
+        return answered
 
     def _created_entries(
         self, principal: Principal, created: builtins.list[ReconException], now: datetime

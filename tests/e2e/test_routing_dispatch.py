@@ -4,6 +4,7 @@ rule says, per item in bulk, NO_ROUTE where none matches; an explicit target byp
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -109,3 +110,43 @@ def test_a_queue_without_a_target_is_refused(tenant):
     [eid] = tenant.exceptions(1)
     response = tenant.http.post(f"/v1/exceptions/{eid}/dispatch", json={"queue": "OPS"})
     assert response.status_code == 400 and error_reason(response) == "INVALID_ARGUMENT"
+
+
+def test_auto_dispatch_on_create_reaches_the_receiver_once(tenant, webhook):
+    tenant.configure("WEBHOOK", url=webhook.url, secret=webhook.secret)
+    rule(
+        tenant,
+        name="auto",
+        priority=1,
+        conditions={"sources": ["auto"]},
+        action={"target_system": "WEBHOOK", "queue": "auto"},
+        auto_dispatch=True,
+    )
+    single = tenant.http.post("/v1/exceptions", json={"transaction_id": "one", "source": "auto"})
+    assert single.status_code == 200, single.text
+    bulk = tenant.http.post(
+        "/v1/exceptions/bulk/create",
+        json={"exceptions": [{"transaction_id": "two", "source": "auto"}, {"transaction_id": "three"}]},
+    )
+    assert bulk.status_code == 200, bulk.text
+    auto_ids = [single.json()["id"], bulk.json()["exceptions"][0]["id"]]
+    plain = bulk.json()["exceptions"][1]["id"]
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = [tenant.http.get(f"/v1/exceptions/{eid}").json().get("external_system") for eid in auto_ids]
+        if states == ["WEBHOOK", "WEBHOOK"]:
+            break
+        time.sleep(0.1)
+    assert states == ["WEBHOOK", "WEBHOOK"]
+    received = [p["exception"]["transaction_id"] for p in webhook.deliveries.values()]
+    assert sorted(received) == ["one", "two"]
+    assert webhook.repeats == 0
+    for eid in auto_ids:
+        assert len(history(tenant, eid, "DISPATCH")) == 1
+        [delivery] = tenant.http.get(f"/v1/exceptions/{eid}/deliveries").json()["items"]
+        assert (delivery["state"], delivery["queue"]) == ("DELIVERED", "auto")
+    assert tenant.http.get(f"/v1/exceptions/{plain}/deliveries").json()["items"] == []
+    # Dispatching one again joins its delivery: still one ticket.
+    again = tenant.http.post(f"/v1/exceptions/{auto_ids[0]}/dispatch", json={})
+    assert again.status_code == 200 and len(webhook.deliveries) == 2

@@ -16,6 +16,7 @@ from server.domain.exceptions import NewException, Severity, Status
 from server.domain.history import Action
 from server.domain.routing import RuleInput
 from server.services.dispatch import DispatchService
+from server.services.exceptions import ExceptionService
 from server.services.routing import RoutingService, RulesCache
 from tests.unit.test_dispatch_service import WEBHOOK, A, B, World
 
@@ -163,3 +164,34 @@ def test_a_due_date_the_caller_set_stays_when_a_rule_changes_the_severity(r):
     row = r.w.uow.rows.exceptions[eid]
     assert (row.severity, row.due_at) == (Severity.CRITICAL, due)
     assert "due_at" not in r.history(eid, Action.ROUTE)[0].changes
+
+
+# -- auto_dispatch on create ----------------------------------------------------------------------------
+
+
+def test_auto_dispatch_rules_dispatch_new_exceptions_in_the_create(r):
+    r.w.exceptions = ExceptionService(r.w.uow, r.w.clock, auto_dispatch=r.service)
+    r.rule(1, sources=("manual-only",), queue="not auto")  # the first match decides: not auto
+    r.rule(2, sources=("hook", "manual-only"), target_system="WEBHOOK", queue="auto", auto_dispatch=True)
+    r.rule(3, sources=("desk",), queue="desk", assignee="clerk", auto_dispatch=True)
+    wakes = r.w.wakes
+    items = [NewException("a", source="hook"), NewException("b", source="desk")]
+    created = r.w.exceptions.batch_create(A, [*items, NewException("c", source="manual-only")])
+    hook, desk, manual_only = created
+    assert r.w.delivery(hook.id, TargetSystem.WEBHOOK, "auto").state is DeliveryState.PENDING
+    assert hook.external_system is None  # not delivered yet: the create does not wait
+    assert r.w.delivery(desk.id, TargetSystem.MANUAL, "desk").state is DeliveryState.DELIVERED
+    assert (desk.external_system, desk.assigned_to, desk.status) == ("MANUAL", "clerk", Status.ASSIGNED)
+    assert r.w.uow.rows.exceptions[desk.id] == desk
+    assert {d.exception_id for d in r.w.uow.rows.deliveries.values()} == {hook.id, desk.id}
+    assert manual_only.external_system is None and r.history(manual_only.id, Action.ROUTE) == []
+    assert [len(r.history(e.id, Action.ROUTE)) for e in (hook, desk)] == [1, 1]
+    assert len(r.history(desk.id, Action.DISPATCH)) == 1
+    assert r.w.wakes == wakes + 1
+
+
+def test_no_auto_dispatch_rule_leaves_the_create_alone(r):
+    r.w.exceptions = ExceptionService(r.w.uow, r.w.clock, auto_dispatch=r.service)
+    r.rule(1, sources=("hook",), target_system="WEBHOOK")
+    e = r.w.exceptions.create(A, NewException("a", source="hook"))
+    assert r.w.uow.rows.deliveries == {} and r.history(e.id, Action.ROUTE) == []
