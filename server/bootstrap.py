@@ -110,9 +110,11 @@ class App:
                 attempt_timeout_seconds=settings.delivery_attempt_timeout,
                 lease_margin_seconds=settings.delivery_lease_margin_seconds,
                 poll_seconds=settings.delivery_poll_seconds,
+                escalation_poll_seconds=settings.escalation_poll_seconds,
             ),
             observe=self.metrics.observe_attempt if self.metrics else None,
             sample=self._sample_deliveries if self.metrics else None,
+            escalate=lambda: self.dispatch.escalate_overdue(settings.escalation_batch),
         )
         self.deliveries.wake = worker.wake
         self.targets.resumed = worker.wake

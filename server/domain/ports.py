@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
@@ -30,6 +31,11 @@ class ExceptionRepository(Protocol):
 
     def list(self, tenant_id: str, query: ExceptionQuery) -> list[ReconException]:
         """Up to query.limit + 1 rows, so the caller can tell whether another page exists."""
+        ...
+
+    def overdue_unescalated(self, tenant_id: str, now: datetime, limit: int) -> builtins.list[ReconException]:
+        """Up to `limit` unresolved, never escalated exceptions past due_at, most overdue first;
+        locked in a write unit of work, skipping rows another transaction holds (PostgreSQL)."""
         ...
 
 

@@ -51,7 +51,7 @@ from server.domain.dispatch import (
 )
 from server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
 from server.domain.exceptions import ReconException, Status, parse_uuid
-from server.domain.history import HistoryEntry
+from server.domain.history import Action, HistoryEntry
 from server.domain.ports import ConnectorFactory, UnitOfWork, UnitOfWorkFactory
 from server.domain.routing import NoRoute, RoutingRule, apply_route, route
 from server.domain.sla import default_policy
@@ -466,6 +466,65 @@ class DispatchService:
             by_id.update(uow.exceptions.get_many(tenant, list(chosen)))
         return [by_id[e.id] for e in created]
 
+    # -- escalation (API.md §8) -------------------------------------------------------------------
+
+    def escalate_overdue(self, batch: int = 100) -> int:
+        """Dispatches, once, each unresolved exception past its due date to its tenant's SLA
+        escalation target (history ESCALATE), up to `batch` per tenant per call; the delivery
+        workers' scheduler calls it every ESCALATION_POLL_SECONDS. Tenants without an escalation
+        cost nothing; per tenant one seek on the partial index ix_exceptions_tenant_escalation. Each
+        tenant's batch is one transaction that marks the rows escalated, so across replicas an
+        exception escalates once (PostgreSQL: FOR UPDATE SKIP LOCKED). How many were escalated."""
+        now = self._clock()
+        with self._uow(write=False, join=False) as uow:
+            policies = uow.sla.with_escalation()
+        escalated = 0
+        for policy in policies:
+            target = policy.escalation_target
+            assert target is not None
+            principal = Principal(policy.tenant_id, ESCALATION_ACTOR, frozenset())
+            with self._uow(write=True, join=False) as uow:
+                due = uow.exceptions.overdue_unescalated(policy.tenant_id, now, batch)
+                if not due:
+                    continue
+                marked = [replace(e, escalated_at=now) for e in due]
+                uow.exceptions.update_many(marked)
+                found = {e.id: e for e in marked}
+                queue = policy.escalation_queue
+                keys = {e.id: dispatch_key(target, e.id, queue) for e in marked}
+                existing = uow.deliveries.get_by_keys(policy.tenant_id, keys.values())
+                plan = self._plan(principal, list(found), keys, found, existing, target, queue)
+                uow.history.add_many(
+                    [
+                        HistoryEntry.record(
+                            policy.tenant_id,
+                            e.id,
+                            Action.ESCALATE,
+                            ESCALATION_ACTOR,
+                            now,
+                            {
+                                "target_system": target.value,
+                                "queue": queue,
+                                "due_at": e.due_at.isoformat() if e.due_at else None,
+                                "delivery_id": _delivery_id(plan, existing, keys[e.id]),
+                            },
+                        )
+                        for e in marked
+                    ]
+                )
+                if self._connectors.is_local(target):
+                    config = self._targets.config_for(uow, policy.tenant_id, target)
+                    self._deliver_here(uow, principal, self._connectors.build(target, config), plan, found)
+                else:
+                    # Not configured (yet): the workers fail the delivery with TARGET_NOT_CONFIGURED,
+                    # visible and retryable; the escalation itself is recorded either way.
+                    uow.deliveries.add_many(plan.new)
+                    uow.deliveries.update_many(plan.revived)
+            escalated += len(marked)
+        if escalated:
+            self._deliveries.wake()
+        return escalated
+
     def wake(self) -> None:
         """Tells this process's delivery workers that deliveries are due now."""
         self._deliveries.wake()
@@ -491,6 +550,17 @@ class DispatchService:
                     self._deliveries.recorded.wait(min(self._poll_seconds, left))
         finally:
             self.wait_slots.give_back(tenant)
+
+
+# The actor of escalations in history and deliveries (no token made them).
+ESCALATION_ACTOR = "sla-escalation"
+
+
+def _delivery_id(plan: _Plan, existing: dict[str, Delivery], key: str) -> str:
+    for delivery in [*plan.waiting.values(), *existing.values()]:
+        if delivery.key == key:
+            return delivery.id
+    return ""
 
 
 def _no_queue_without_target(queue: str) -> None:

@@ -407,6 +407,25 @@ class FakeExceptionRepository(_Repository):
         rows.sort(key=key, reverse=query.descending)
         return [_copy_exception(e) for e in rows[: query.limit + 1]]
 
+    def overdue_unescalated(self, tenant_id: str, now: datetime, limit: int) -> list[ReconException]:
+        return _overdue_unescalated(self._read().exceptions, tenant_id, now, limit)
+
+
+def _overdue_unescalated(
+    rows: dict[str, ReconException], tenant_id: str, now: datetime, limit: int
+) -> list[ReconException]:
+    found = [
+        e
+        for e in rows.values()
+        if e.tenant_id == tenant_id
+        and e.status is not Status.RESOLVED
+        and e.escalated_at is None
+        and e.due_at is not None
+        and e.due_at < now
+    ]
+    found.sort(key=lambda e: (e.due_at, e.id))
+    return [_copy_exception(e) for e in found[:limit]]
+
 
 class FakeHistoryRepository(_Repository):
     def add_many(self, entries: list[HistoryEntry]) -> None:

@@ -148,7 +148,12 @@ def test_overdue_and_due_date_walks_alike(both):
                         if len(page) <= 4:
                             break
                         after = PageAfter(sort_value(page[3], sort_by), page[3].id)
-        return pages, walk(uow, ExceptionFilter(), "due_at", False, 6)
+        with uow(write=True) as u:
+            first = u.exceptions.overdue_unescalated("tenant-a", now, 5)
+            u.exceptions.update_many([replace(e, escalated_at=now) for e in first[:3]])
+        with uow(write=True) as u:
+            second = u.exceptions.overdue_unescalated("tenant-a", now, 50)
+        return pages, walk(uow, ExceptionFilter(), "due_at", False, 6), first, second
 
     both(scenario)
 

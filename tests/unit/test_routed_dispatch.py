@@ -18,6 +18,7 @@ from server.domain.routing import RuleInput
 from server.services.dispatch import DispatchService
 from server.services.exceptions import ExceptionService
 from server.services.routing import RoutingService, RulesCache
+from server.services.sla import SlaService
 from tests.unit.test_dispatch_service import WEBHOOK, A, B, World
 
 
@@ -195,3 +196,40 @@ def test_no_auto_dispatch_rule_leaves_the_create_alone(r):
     r.rule(1, sources=("hook",), target_system="WEBHOOK")
     e = r.w.exceptions.create(A, NewException("a", source="hook"))
     assert r.w.uow.rows.deliveries == {} and r.history(e.id, Action.ROUTE) == []
+
+
+# -- escalation of overdue exceptions -------------------------------------------------------------------
+
+
+def test_overdue_unresolved_exceptions_escalate_once(r):
+    r.w.targets.put(B, "WEBHOOK", WEBHOOK)
+    SlaService(r.w.uow, r.w.clock).put(A, [("CRITICAL", 1)], "MANUAL", "sla")
+    SlaService(r.w.uow, r.w.clock).put(B, [("CRITICAL", 1)], "WEBHOOK", "")
+    old = r.w.clock.now - timedelta(hours=2)
+    late, resolved, fresh = (
+        r.exception(severity=Severity.CRITICAL, occurred_at=old),
+        r.exception(severity=Severity.CRITICAL, occurred_at=old),
+        r.exception(severity=Severity.CRITICAL),
+    )
+    r.w.exceptions.bulk_resolve(A, [resolved], "done", "")
+    other = r.exception(principal=B, severity=Severity.CRITICAL, occurred_at=old)
+    assert r.service.escalate_overdue() == 2
+    assert r.service.escalate_overdue() == 0  # once
+    row = r.w.uow.rows.exceptions[late]
+    assert row.escalated_at == r.w.clock.now and row.external_system == "MANUAL"
+    assert r.w.delivery(late, TargetSystem.MANUAL, "sla").state is DeliveryState.DELIVERED
+    (entry,) = r.history(late, Action.ESCALATE)
+    assert entry.actor_id == "sla-escalation" and entry.changes["target_system"] == "MANUAL"
+    assert entry.changes["delivery_id"] == r.w.delivery(late, TargetSystem.MANUAL, "sla").id
+    assert r.history(resolved, Action.ESCALATE) == [] and r.history(fresh, Action.ESCALATE) == []
+    webhook = r.w.delivery(other, TargetSystem.WEBHOOK, tenant="tenant-b")
+    assert webhook.state is DeliveryState.PENDING and webhook.actor_id == "sla-escalation"
+    # Later, the fresh one becomes overdue too.
+    r.w.clock.now += timedelta(hours=2)
+    assert r.service.escalate_overdue() == 1 and len(r.history(fresh, Action.ESCALATE)) == 1
+
+
+def test_no_escalation_target_means_no_escalation(r):
+    r.exception(severity=Severity.CRITICAL, occurred_at=r.w.clock.now - timedelta(days=3))
+    assert r.service.escalate_overdue() == 0
+    assert r.w.uow.rows.deliveries == {}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -193,6 +195,25 @@ class SqlExceptionRepository:
         keys = [column] if column is t.c.id else [column, t.c.id]
         order = [k.desc() for k in keys] if query.descending else [k.asc() for k in keys]
         stmt = sa.select(t).where(*where).order_by(*order).limit(query.limit + 1)
+        return [_from_row(r) for r in self._conn.execute(stmt)]
+
+    def overdue_unescalated(self, tenant_id: str, now: datetime, limit: int) -> builtins.list[ReconException]:
+        # Matches the partial index ix_exceptions_tenant_escalation (literal predicate, see list()).
+        stmt = (
+            sa.select(t)
+            .where(
+                t.c.tenant_id == tenant_id,
+                t.c.status != sa.literal_column(str(int(Status.RESOLVED))),
+                t.c.escalated_at.is_(None),
+                t.c.due_at < now,
+            )
+            .order_by(t.c.due_at, t.c.id)
+            .limit(limit)
+        )
+        if self._lock_rows:
+            # Two replicas escalating at once take different rows; a row escalated meanwhile is
+            # re-checked under its lock (escalated_at IS NULL) and left out.
+            stmt = stmt.with_for_update(skip_locked=True)
         return [_from_row(r) for r in self._conn.execute(stmt)]
 
 
