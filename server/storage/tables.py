@@ -86,6 +86,7 @@ exceptions = sa.Table(
         "ix_exceptions_tenant_escalation",
         "tenant_id",
         "due_at",
+        "id",
         sqlite_where=sa.text("status <> 4 AND escalated_at IS NULL"),
         postgresql_where=sa.text("status <> 4 AND escalated_at IS NULL"),
     ),

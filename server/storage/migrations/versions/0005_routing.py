@@ -77,7 +77,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_exceptions_tenant_escalation",
         "exceptions",
-        ["tenant_id", "due_at"],
+        ["tenant_id", "due_at", "id"],
         sqlite_where=unescalated,
         postgresql_where=unescalated,
     )
