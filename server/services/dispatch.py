@@ -286,8 +286,9 @@ class DispatchService:
             policy = uow.sla.get(principal.tenant_id) or default_policy(principal.tenant_id)
         for eid in plan.waiting:
             changed, entry = apply_route(found[eid], routed[eid], principal.token_id, now, policy)
-            found[eid] = changed
-            updated.append(changed)
+            if changed is not found[eid]:  # an override changed it (otherwise: the ROUTE entry alone)
+                found[eid] = changed
+                updated.append(changed)
             history.append(entry)
         uow.exceptions.update_many(updated)
         uow.history.add_many(history)
