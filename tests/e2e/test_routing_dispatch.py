@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +19,8 @@ from tests.support.standins import WebhookReceiver
 @pytest.fixture(scope="module", params=database_urls())
 def stack(request, tmp_path_factory):
     work = tmp_path_factory.mktemp("routing")
-    with request.param(work) as url, dispatch_stack(url, work) as running:
+    # The scheduler looks for overdue exceptions to escalate every 0.2 s here (default 30 s).
+    with request.param(work) as url, dispatch_stack(url, work, ESCALATION_POLL_SECONDS="0.2") as running:
         yield running
 
 
@@ -150,3 +152,25 @@ def test_auto_dispatch_on_create_reaches_the_receiver_once(tenant, webhook):
     # Dispatching one again joins its delivery: still one ticket.
     again = tenant.http.post(f"/v1/exceptions/{auto_ids[0]}/dispatch", json={})
     assert again.status_code == 200 and len(webhook.deliveries) == 2
+
+
+def test_an_overdue_exception_is_escalated_once_by_the_scheduler(tenant):
+    policy = {
+        "tiers": [{"severity": "HIGH", "due_in_hours": 1}],
+        "escalation": {"target_system": "MANUAL", "queue": "sla"},
+    }
+    assert tenant.http.put("/v1/sla-policy", json=policy).status_code == 200
+    two_hours_ago = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    [late] = tenant.exceptions(1, severity="HIGH", occurred_at=two_hours_ago)
+    [fresh] = tenant.exceptions(1, severity="HIGH")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not history(tenant, late, "ESCALATE"):
+        time.sleep(0.1)
+    [entry] = history(tenant, late, "ESCALATE")
+    assert entry["actor_id"] == "sla-escalation"
+    assert (entry["changes"]["target_system"], entry["changes"]["queue"]) == ("MANUAL", "sla")
+    [delivery] = tenant.http.get(f"/v1/exceptions/{late}/deliveries").json()["items"]
+    assert (delivery["state"], delivery["queue"]) == ("DELIVERED", "sla")
+    time.sleep(1)  # five more rounds of the scheduler: a second escalation would show now
+    assert len(history(tenant, late, "ESCALATE")) == 1
+    assert history(tenant, fresh, "ESCALATE") == []
