@@ -49,6 +49,11 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "status": "RESOLVED",
     "transaction_id": "sweep",
     "exceptions": [{"transaction_id": "sweep"}],
+    # Routing rules.
+    "name": "sweep",
+    "priority": 7,
+    "conditions": {"sources": ["sweep"]},
+    "action": {"target_system": "MANUAL"},
 }
 
 
@@ -64,6 +69,7 @@ class World:
     marker: str = ""
     token_id_a: str = ""
     delivery_id: str = ""  # tenant A's delivery (its exception dispatched to MANUAL)
+    rule_id: str = ""  # tenant A's routing rule
 
     def client(self, authorization: str | None) -> httpx.Client:
         headers = {} if authorization is None else {"Authorization": authorization}
@@ -79,6 +85,7 @@ class World:
             "exception_id": self.exception_id,
             "target_system": "WEBHOOK",
             "delivery_id": self.delivery_id,
+            "rule_id": self.rule_id,
         }
 
 
@@ -177,6 +184,18 @@ def world(hard_stack):
             )
             assert dispatched.status_code == 200, dispatched.text
             world.delivery_id = dispatched.json()["delivery_id"]
+            # A routing rule of A's, for the rule routes (routes nothing the sweep dispatches).
+            rule = a.post(
+                "/v1/routing-rules",
+                json={
+                    "name": "sweep",
+                    "priority": 1,
+                    "conditions": {"sources": ["sweep-never"]},
+                    "action": {"target_system": "MANUAL"},
+                },
+            )
+            assert rule.status_code == 200, rule.text
+            world.rule_id = rule.json()["id"]
         before = snapshot(world)
         yield world
         # Nothing any attack did changed tenant A's data, and no target was called.
@@ -190,7 +209,9 @@ def snapshot(world: World) -> Any:
         history = [a.get(f"/v1/exceptions/{e['id']}/history").json() for e in items]
         targets = a.get("/v1/targets").json()
         deliveries = a.get("/v1/deliveries", params={"limit": 200}).json()["items"]
-    return items, history, targets, deliveries
+        rules = a.get("/v1/routing-rules").json()
+        policy = a.get("/v1/sla-policy").json()
+    return items, history, targets, deliveries, rules, policy
 
 
 def route_id(route: Route) -> str:
@@ -241,6 +262,7 @@ def other_tenant_expectations(world: World, route: Route, response: httpx.Respon
     elif (
         "exception_id" in bound
         or "delivery_id" in bound
+        or "rule_id" in bound
         or ("target_system" in bound and route.binding.verb in ("GET", "DELETE"))
     ):
         assert_error(response, 404, "NOT_FOUND")
