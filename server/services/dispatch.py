@@ -188,13 +188,16 @@ class DispatchService:
         """Dispatch by the tenant's routing rules: each item goes where the first enabled rule that
         matches it says (its overrides and a ROUTE history entry are written with its delivery).
         The rules come from the per-process cache: one generation read per call, never per item.
-        Groups of one (target, queue) run like an explicit dispatch; those leaving the process first
-        (each commits its deliveries), MANUAL last (it joins the call's transaction); then one wait
-        for every item's first outcome. strict (single dispatch): a group's refusal, such as
+        Groups of one (target, queue) run like an explicit dispatch: those leaving the process first
+        (each commits its deliveries) and one wait for all their items' first outcomes, then MANUAL
+        (in the call's transaction). strict (single dispatch): a group's refusal, such as
         TARGET_NOT_CONFIGURED, is raised; in bulk it is each item's failure."""
         tenant = principal.tenant_id
         now = self._clock()
-        with self._uow(write=False) as uow:
+        # A read of its own unless the call's transaction has begun (then it must see that
+        # transaction's writes): joining would begin it, and the deliveries could then not commit
+        # before the wait.
+        with self._uow(write=False, join=self._uow.in_transaction()) as uow:
             found = uow.exceptions.get_many(tenant, ids)
             rules = self._rules.rules(uow, tenant) if self._rules is not None else ()
         results: dict[str, Result] = {}
@@ -212,22 +215,26 @@ class DispatchService:
         if self._observe is not None:
             for result in results.values():
                 self._observe("ROUTING", result.reason if isinstance(result, DomainError) else "succeeded")
-        # Leaving the process first: MANUAL joins (and begins) the call's transaction.
-        order = sorted(groups, key=lambda g: (self._connectors.is_local(g[0]), g[0].value, g[1]))
-        recorded: list[_Recorded] = []
-        for target, queue in order:
-            routed = groups[(target, queue)]
-            try:
-                recorded.append(self._record(principal, list(routed), target, queue, routed))
-            except DomainError as exc:
-                if strict:
-                    raise
-                results.update({eid: exc for eid in routed})
-                self._observed(target, {eid: exc for eid in routed})
-        settled = self._settle(tenant, recorded)
-        for rec in recorded:
-            self._observed(rec.target, {eid: settled[eid] for eid in rec.ids})
-        results.update(settled)
+        # Those leaving the process first, each committing its deliveries, and one wait for all of
+        # them; MANUAL after the wait: it joins (and begins) the call's transaction, which on SQLite
+        # holds the write lock the workers need to record outcomes.
+        order = sorted(groups, key=lambda g: (g[0].value, g[1]))
+        local = [g for g in order if self._connectors.is_local(g[0])]
+        for phase in ([g for g in order if g not in local], local):
+            recorded: list[_Recorded] = []
+            for target, queue in phase:
+                routed = groups[(target, queue)]
+                try:
+                    recorded.append(self._record(principal, list(routed), target, queue, routed))
+                except DomainError as exc:
+                    if strict:
+                        raise
+                    results.update({eid: exc for eid in routed})
+                    self._observed(target, {eid: exc for eid in routed})
+            settled = self._settle(tenant, recorded)
+            for rec in recorded:
+                self._observed(rec.target, {eid: settled[eid] for eid in rec.ids})
+            results.update(settled)
         return results
 
     # -- the steps -------------------------------------------------------------------------------

@@ -75,7 +75,12 @@ def test_routed_single_and_bulk_dispatch_mixed_with_no_route(tenant, webhook):
     [bank] = tenant.exceptions(1, severity="LOW", source="bank")
     [nowhere] = tenant.exceptions(1, severity="LOW", source="ledger")
 
-    bulk = tenant.http.post("/v1/exceptions/bulk/dispatch", json={"exception_ids": [high, bank, nowhere]})
+    # Under an idempotency key, like any client that retries: the call still waits for the webhook.
+    bulk = tenant.http.post(
+        "/v1/exceptions/bulk/dispatch",
+        json={"exception_ids": [high, bank, nowhere]},
+        headers={"Idempotency-Key": f"routed-{uuid.uuid4().hex}"},
+    )
     assert bulk.status_code == 200, bulk.text
     body = bulk.json()
     assert body["total"] == 3 and body["succeeded"] == [high, bank]
