@@ -114,13 +114,19 @@ class App:
             ),
             observe=self.metrics.observe_attempt if self.metrics else None,
             sample=self._sample_deliveries if self.metrics else None,
-            escalate=lambda: self.dispatch.escalate_overdue(settings.escalation_batch),
+            escalate=self._escalate,
         )
         self.deliveries.wake = worker.wake
         self.targets.resumed = worker.wake
         self.worker = worker
         worker.start()
         return worker
+
+    def _escalate(self) -> int:
+        count = self.dispatch.escalate_overdue(self.settings.escalation_batch)
+        if self.metrics is not None and count:
+            self.metrics.escalations.inc(count)
+        return count
 
     def _sample_deliveries(self, by_state: dict[str, int], oldest_due_seconds: float, running: int) -> None:
         assert self.metrics is not None

@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import error_reason
@@ -159,7 +160,14 @@ def test_auto_dispatch_on_create_reaches_the_receiver_once(tenant, webhook):
     assert again.status_code == 200 and len(webhook.deliveries) == 2
 
 
-def test_an_overdue_exception_is_escalated_once_by_the_scheduler(tenant):
+def escalations_counted(stack) -> float:
+    text = httpx.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10).text
+    lines = [line for line in text.splitlines() if line.startswith("reconrouter_escalations_total")]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
+
+
+def test_an_overdue_exception_is_escalated_once_by_the_scheduler(stack, tenant):
+    counted = escalations_counted(stack)
     policy = {
         "tiers": [{"severity": "HIGH", "due_in_hours": 1}],
         "escalation": {"target_system": "MANUAL", "queue": "sla"},
@@ -179,3 +187,4 @@ def test_an_overdue_exception_is_escalated_once_by_the_scheduler(tenant):
     time.sleep(1)  # five more rounds of the scheduler: a second escalation would show now
     assert len(history(tenant, late, "ESCALATE")) == 1
     assert history(tenant, fresh, "ESCALATE") == []
+    assert escalations_counted(stack) == counted + 1
