@@ -36,17 +36,6 @@ LIMITS = {
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _AMOUNT = re.compile(r"^\d{1,18}(\.\d{1,4})?$")
 
-# The names evaluate reports, in the order conditions are checked.
-CONDITION_NAMES = (
-    "severities",
-    "min_amount",
-    "currency",
-    "min_age_hours",
-    "sources",
-    "reason_contains",
-    "metadata",
-)
-
 
 @dataclass(frozen=True)
 class Conditions:
