@@ -491,6 +491,10 @@ class DispatchService:
             target = policy.escalation_target
             assert target is not None
             principal = Principal(policy.tenant_id, ESCALATION_ACTOR, frozenset())
+            # A read first: a tenant with nothing overdue must not take SQLite's write lock.
+            with self._uow(write=False, join=False) as uow:
+                if not uow.exceptions.overdue_unescalated(policy.tenant_id, now, 1):
+                    continue
             with self._uow(write=True, join=False) as uow:
                 due = uow.exceptions.overdue_unescalated(policy.tenant_id, now, batch)
                 if not due:
