@@ -8,7 +8,8 @@ bench-idempotency, bench-bulk; docs/benchmarks.md explains every scenario and co
     .venv/bin/python -m bench idempotency [--rounds 30] [COMMON]
     .venv/bin/python -m bench bulk [--rounds 30] [COMMON]
     .venv/bin/python -m bench delivery [--items 10000] [--latency 0.02] [COMMON]
-        one scenario alone (3, 4, 5, 8: issues 5, 3, 4, 14), full plan with one repeat, no profile;
+    .venv/bin/python -m bench routing [COMMON]
+        one scenario alone (3, 4, 5, 8, 9: issues 5, 3, 4, 14, 17), full plan with one repeat, no profile;
         results bench/results/<command>-<timestamp>.json and .md
 
 COMMON: --database-url URL (default BENCH_DATABASE_URL: a PostgreSQL server; every stack then gets a
@@ -91,6 +92,12 @@ SINGLES = {
             Option("--latency", "drain_latency", float, 0.02, "seconds the stand-in takes per delivery"),
         ),
     ),
+    "routing": Single(
+        9,
+        "scenario 9 alone (issue 17): 100-item bulk dispatch routed by rules vs explicit, and the "
+        "overdue list at the plan's smallest and largest scale (10k, 1M)",
+        (),
+    ),
 }
 
 
@@ -130,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         usage="%(prog)s [--quick | --plan PLAN] [--only LIST] [--no-profile] [COMMON]\n"
-        "       %(prog)s {dispatch,idempotency,bulk,delivery} [OPTIONS] [COMMON]",
+        "       %(prog)s {dispatch,idempotency,bulk,delivery,routing} [OPTIONS] [COMMON]",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,

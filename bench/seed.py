@@ -26,6 +26,7 @@ from server.storage.tables import exceptions as t
 
 BATCH = 50_000
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+DUE_IN_HOURS = {1: 168, 2: 120, 3: 72, 4: 24}  # by severity value, LOW..CRITICAL
 REASONS = ("amount mismatch", "missing in ledger", "duplicate payment", "currency mismatch")
 
 
@@ -44,7 +45,8 @@ def _rows(tenant: str, start: int, count: int) -> Iterator[dict[str, Any]]:
             "currency": "USD",
             "source": "bench-seed",
             "assigned_to": f"agent-{n % 50}" if (n // 4) % 4 == 1 else None,
-            "due_at": None,
+            # The default SLA tiers (API.md §8): CRITICAL 24 h ... LOW 168 h after occurred_at.
+            "due_at": created + timedelta(hours=DUE_IN_HOURS[1 + n % 4]),
             "external_system": None,
             "external_issue_id": None,
             "resolution_notes": None,
@@ -53,6 +55,8 @@ def _rows(tenant: str, start: int, count: int) -> Iterator[dict[str, Any]]:
             "created_at": created,
             "updated_at": created,
             "occurred_at": created,
+            "due_at_explicit": False,
+            "escalated_at": None,
         }
 
 

@@ -14,6 +14,7 @@ from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 from reconrouter.health.v1 import health_pb2_grpc
 from reconrouter.hooks.v1 import hooks_pb2_grpc
 from reconrouter.meta.v1 import meta_pb2_grpc
+from reconrouter.routing.v1 import routing_pb2_grpc
 from reconrouter.targets.v1 import targets_pb2_grpc
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
@@ -45,6 +46,7 @@ from server.rpc.servicers.exceptions import ExceptionsServicer
 from server.rpc.servicers.health import HealthServicer
 from server.rpc.servicers.hooks import HooksServicer
 from server.rpc.servicers.meta import MetaServicer, read_openapi_document
+from server.rpc.servicers.routing import RoutingRulesServicer, SlaPolicyServicer
 from server.rpc.servicers.targets import TargetsServicer
 from server.services.deliveries import DeliveryService
 from server.services.dispatch import DispatchService, WaitSlots
@@ -52,6 +54,8 @@ from server.services.exceptions import ExceptionService
 from server.services.hooks import HookService
 from server.services.principal_cache import PrincipalCache
 from server.services.rate_limit import RateLimiter
+from server.services.routing import RoutingService, RulesCache
+from server.services.sla import SlaService
 from server.services.targets import TargetService
 from server.services.tokens import TokenService
 from server.storage.engine import count_statements, make_engine, reads_never_wait
@@ -87,6 +91,7 @@ class App:
     uow: SqlUnitOfWorkFactory
     deliveries: DeliveryService
     hooks: HookService
+    routing: RoutingService
     metrics: Metrics | None = None
     worker: DeliveryWorker | None = None
 
@@ -110,9 +115,11 @@ class App:
                 attempt_timeout_seconds=settings.delivery_attempt_timeout,
                 lease_margin_seconds=settings.delivery_lease_margin_seconds,
                 poll_seconds=settings.delivery_poll_seconds,
+                escalation_poll_seconds=settings.escalation_poll_seconds,
             ),
             observe=self.metrics.observe_attempt if self.metrics else None,
             sample=self._sample_deliveries if self.metrics else None,
+            escalate=self._escalate,
         )
         self.deliveries.wake = worker.wake
         self.targets.resumed = worker.wake
@@ -121,6 +128,12 @@ class App:
         self.worker = worker
         worker.start()
         return worker
+
+    def _escalate(self) -> int:
+        count = self.dispatch.escalate_overdue(self.settings.escalation_batch)
+        if self.metrics is not None and count:
+            self.metrics.escalations.inc(count)
+        return count
 
     def _sample_deliveries(self, by_state: dict[str, int], oldest_due_seconds: float, running: int) -> None:
         assert self.metrics is not None
@@ -148,6 +161,11 @@ class App:
         )
         servicers.add(MetaServicer(read_openapi_document()), meta_pb2_grpc.add_MetaServiceServicer_to_server)
         servicers.add(HooksServicer(self.hooks), hooks_pb2_grpc.add_HooksServiceServicer_to_server)
+        servicers.add(
+            RoutingRulesServicer(self.routing), routing_pb2_grpc.add_RoutingRulesServiceServicer_to_server
+        )
+        sla = SlaPolicyServicer(SlaService(self.uow))
+        servicers.add(sla, routing_pb2_grpc.add_SlaPolicyServiceServicer_to_server)
         bulk = BulkServicer(self._bulk_runner())
         servicers.add(bulk, bulk_pb2_grpc.add_BulkServiceServicer_to_server)
         # /v1/bulk calls every other servicer through this same interceptor chain, in process.
@@ -189,6 +207,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
     uow = SqlUnitOfWorkFactory(engine)
     targets, connectors = _dispatch_parts(settings, uow)
     deliveries = DeliveryService(uow)
+    routing = RoutingService(uow, RulesCache(settings.routing_cache_tenants))
     metrics = None
     if metrics_registry is not None:
         pool = engine.pool
@@ -196,6 +215,16 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
         checked_out = pool.checkedout if isinstance(pool, QueuePool) else (lambda: 0)
         metrics = Metrics(metrics_registry, pool_checked_out=checked_out)
         count_statements(engine, metrics.observe_statement)
+    dispatch = DispatchService(
+        uow,
+        targets,
+        connectors,
+        deliveries,
+        wait_seconds=settings.dispatch_wait_seconds,
+        wait_slots=WaitSlots(settings.dispatch_wait_max_calls, settings.dispatch_wait_max_calls_per_tenant),
+        observe=metrics.observe_dispatch if metrics else None,
+        rules=routing.cache,
+    )
     return App(
         settings=settings,
         engine=engine,
@@ -205,18 +234,8 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
             Policy.of_seconds(settings.idempotency_ttl_seconds, settings.idempotency_lock_timeout_seconds),
         ),
         tokens=TokenService(uow, cache=PrincipalCache(settings.auth_cache_seconds)),
-        exceptions=ExceptionService(uow),
-        dispatch=DispatchService(
-            uow,
-            targets,
-            connectors,
-            deliveries,
-            wait_seconds=settings.dispatch_wait_seconds,
-            wait_slots=WaitSlots(
-                settings.dispatch_wait_max_calls, settings.dispatch_wait_max_calls_per_tenant
-            ),
-            observe=metrics.observe_dispatch if metrics else None,
-        ),
+        exceptions=ExceptionService(uow, auto_dispatch=dispatch),
+        dispatch=dispatch,
         deliveries=deliveries,
         targets=targets,
         connectors=connectors,
@@ -229,6 +248,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
         ),
         uow=uow,
         hooks=HookService(uow, targets, settings.hook_max_body_bytes),
+        routing=routing,
         metrics=metrics,
     )
 

@@ -113,6 +113,13 @@ class Settings:
     delivery_retry_max_wait_seconds: float = 3600.0
     delivery_retry_horizon: float = 24 * 3600.0
 
+    # Routing rules (API.md §8, docs/routing.md): tenants whose rules each process keeps in memory.
+    routing_cache_tenants: int = 1000
+    # How often each process's delivery scheduler escalates overdue exceptions (0: never), and how
+    # many per tenant per round.
+    escalation_poll_seconds: float = 30.0
+    escalation_batch: int = 100
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -174,6 +181,8 @@ class Settings:
             "delivery_concurrency",
             "delivery_max_per_host",
             "delivery_max_per_tenant",
+            "routing_cache_tenants",
+            "escalation_batch",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")
@@ -182,6 +191,8 @@ class Settings:
                 raise SettingsError(f"{name.upper()} must be above 0")
         if self.dispatch_wait_seconds < 0 or self.delivery_retry_base_seconds < 0:
             raise SettingsError("DISPATCH_WAIT_SECONDS and DELIVERY_RETRY_BASE_SECONDS must be 0 or more")
+        if self.escalation_poll_seconds < 0:
+            raise SettingsError("ESCALATION_POLL_SECONDS must be 0 (off) or more")
         if self.auth_cache_seconds < 0:
             raise SettingsError("AUTH_CACHE_SECONDS must be 0 (off) or more")
         if self.rate_limit_dispatch_per_minute < 0:

@@ -45,6 +45,12 @@ class Metrics:
             ["target", "outcome"],
             registry=registry,
         )
+        # Overdue exceptions sent to their tenant's SLA escalation target (API.md §8).
+        self.escalations = Counter(
+            "reconrouter_escalations",
+            "Overdue exceptions escalated by the delivery scheduler",
+            registry=registry,
+        )
         self.bulk_subrequests = Counter(
             "reconrouter_bulk_subrequests",
             "Sub-requests of /v1/bulk by HTTP status class",

@@ -13,6 +13,8 @@
     8 delivery      durable delivery: a queue of webhook deliveries drained after a pause, its server
                     CPU per delivery; MANUAL dispatch with and without other tenants' deliveries
                     trickling
+    9 routing       100-item bulk dispatch routed by rules vs with an explicit target; the overdue
+                    list at 10k and 1M exceptions
 
 A scenario whose route is not served yet records a TODO (bench.todo) instead of a number.
 """
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.harness import Bench
-from bench.scenarios import bulk, ceilings, delivery, dispatch, idempotency, reads, scale, workers
+from bench.scenarios import bulk, ceilings, delivery, dispatch, idempotency, reads, routing, scale, workers
 
 
 @dataclass(frozen=True)
@@ -42,4 +44,5 @@ SCENARIOS = (
     Scenario(6, "scale", scale.run),
     Scenario(7, "workers", workers.run),
     Scenario(8, "delivery", delivery.run),
+    Scenario(9, "routing", routing.run),
 )

@@ -93,7 +93,16 @@ def grpc_dispatcher(target: Target, target_system: str):
     return call
 
 
-def first_dispatch(bench: Bench, name: str, target: Target, transport: str, target_system: str) -> None:
+def first_dispatch(
+    bench: Bench,
+    name: str,
+    target: Target,
+    transport: str,
+    target_system: str,
+    *,
+    scenario: str = SCENARIO,
+    note: str = "",
+) -> None:
     dispatched: list[list[str]] = bench.shared.setdefault("dispatched_batches", [])
 
     def prepare() -> list[list[str]]:
@@ -103,7 +112,7 @@ def first_dispatch(bench: Bench, name: str, target: Target, transport: str, targ
 
     make = rest_dispatcher if transport == "rest" else grpc_dispatcher
     bench.measure_calls(
-        SCENARIO,
+        scenario,
         name,
         target,
         transport,
@@ -111,7 +120,8 @@ def first_dispatch(bench: Bench, name: str, target: Target, transport: str, targ
         call=make(target, target_system),
         connections=DISPATCH_CONNECTIONS,
         items_per_request=BATCH,
-        note=f"first dispatch of {BATCH} fresh exceptions per call to {target_system}"
+        note=note
+        or f"first dispatch of {BATCH} fresh exceptions per call to {target_system}"
         + ("" if target_system == "MANUAL" else "; every item delivered within the call"),
     )
 

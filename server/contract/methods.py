@@ -31,9 +31,19 @@ def service_modules() -> tuple[ModuleType, ...]:
     from reconrouter.health.v1 import health_pb2
     from reconrouter.hooks.v1 import hooks_pb2
     from reconrouter.meta.v1 import meta_pb2
+    from reconrouter.routing.v1 import routing_pb2
     from reconrouter.targets.v1 import targets_pb2
 
-    return (exceptions_pb2, deliveries_pb2, health_pb2, targets_pb2, bulk_pb2, meta_pb2, hooks_pb2)
+    return (
+        exceptions_pb2,
+        deliveries_pb2,
+        health_pb2,
+        targets_pb2,
+        bulk_pb2,
+        meta_pb2,
+        hooks_pb2,
+        routing_pb2,
+    )
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ class WorkerSettings:
     # A lease outlives the attempt's deadline by this much before another worker may take over.
     lease_margin_seconds: float = 30.0
     poll_seconds: float = 1.0
+    # How often the scheduler looks for exceptions to escalate (API.md §8); 0: never.
+    escalation_poll_seconds: float = 30.0
 
     @property
     def lease_seconds(self) -> float:
@@ -123,7 +125,11 @@ class DeliveryWorker:
         observe: AttemptObserver | None = None,
         sample: QueueSampler | None = None,
         name: str = "",
+        escalate: Callable[[], int] | None = None,
     ) -> None:
+        # Escalates overdue exceptions (DispatchService.escalate_overdue), run by the scheduler.
+        self._escalate = escalate
+        self._escalated_at = float("-inf")
         self._sample = sample
         self._sampled_at = 0.0
         self._uow = uow
@@ -189,6 +195,7 @@ class DeliveryWorker:
                 log.warning("could not claim deliveries", exc_info=True, extra={"worker": self.owner})
                 more = False
             self._sample_queue()
+            self._maybe_escalate()
             if more:
                 continue  # every free thread was filled: there may be more due right now
             pause = self._settings.poll_seconds * min(2**failures, 30)
@@ -196,6 +203,19 @@ class DeliveryWorker:
                 until_soonest = self._soonest - time.monotonic()
                 self._soonest = float("inf")
             self._wake.wait(max(0.0, min(pause, until_soonest)))
+
+    def _maybe_escalate(self) -> None:
+        every = self._settings.escalation_poll_seconds
+        if self._escalate is None or every <= 0 or time.monotonic() - self._escalated_at < every:
+            return
+        self._escalated_at = time.monotonic()
+        try:
+            count = self._escalate()
+        except Exception:
+            log.warning("could not escalate overdue exceptions", exc_info=True, extra={"worker": self.owner})
+            return
+        if count:
+            log.info("escalated overdue exceptions", extra={"worker": self.owner, "count": count})
 
     def _sample_queue(self) -> None:
         if self._sample is None or time.monotonic() - self._sampled_at < SAMPLE_EVERY_SECONDS:

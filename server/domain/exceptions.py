@@ -96,6 +96,10 @@ class ReconException:
     resolution_notes: str | None = None
     resolution_reason: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # The caller set due_at (kept when severity changes); otherwise it follows the SLA policy.
+    due_at_explicit: bool = False
+    # When the exception was escalated for being overdue (API.md §8); at most once.
+    escalated_at: datetime | None = None
 
     # Lifecycle: OPEN -> ASSIGNED -> RESOLVED; RESOLVED is final. Each returns a new value.
 
@@ -177,6 +181,7 @@ def build_exception(tenant_id: str, item: NewException, now: datetime) -> ReconE
         source=item.source,
         due_at=item.due_at,
         metadata=dict(item.metadata),
+        due_at_explicit=item.due_at is not None,
     )
 
 

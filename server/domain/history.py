@@ -15,6 +15,8 @@ class Action(enum.StrEnum):
     RESOLVE = "RESOLVE"
     DISPATCH = "DISPATCH"
     CALLBACK = "CALLBACK"
+    ROUTE = "ROUTE"  # a routing rule chose the target (and maybe assignee, severity): API.md §8
+    ESCALATE = "ESCALATE"  # overdue: dispatched to the SLA policy's escalation target
 
 
 @dataclass(frozen=True)

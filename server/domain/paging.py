@@ -15,7 +15,7 @@ from server.domain.exceptions import Severity, Status
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 200
-SORT_FIELDS = ("created_at", "updated_at", "severity", "status", "id")
+SORT_FIELDS = ("created_at", "updated_at", "severity", "status", "id", "due_at")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class ExceptionFilter:
     external_system: str | None = None
     date_from: datetime | None = None
     date_to: datetime | None = None
+    # Unresolved and past due_at at the time of each page's query (API.md §8).
+    overdue: bool = False
 
     def digest(self) -> str:
         """Ties a cursor to the filters it was made with."""
@@ -48,6 +50,8 @@ class ExceptionQuery:
     descending: bool = True
     limit: int = DEFAULT_LIMIT
     after: PageAfter | None = None
+    # The time `overdue` compares due_at with (set when filter.overdue is).
+    now: datetime | None = None
 
 
 def parse_limit(limit: int, v: Violations) -> int:
@@ -108,7 +112,7 @@ def parse_sort_value(value: str | int, sort_by: str) -> datetime | str | int:
     pass: a cursor is opaque to callers but not tamper-proof, and a value the database cannot bind
     (an integer beyond 64 bits, a time that overflows when moved to UTC) must be a 400, not a 500."""
     refused = InvalidArgument.field("cursor", "is not a cursor of this query")
-    if sort_by in ("created_at", "updated_at"):
+    if sort_by in ("created_at", "updated_at", "due_at"):
         try:
             parsed = datetime.fromisoformat(str(value))
             if parsed.tzinfo is None:

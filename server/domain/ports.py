@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
@@ -12,6 +13,8 @@ from server.domain.dispatch import Connector, TargetSystem
 from server.domain.exceptions import ReconException
 from server.domain.history import HistoryEntry
 from server.domain.paging import ExceptionQuery, PageAfter
+from server.domain.routing import RoutingRule
+from server.domain.sla import SlaPolicy
 from server.domain.targets import StoredTarget, TargetConfig
 
 
@@ -32,6 +35,11 @@ class ExceptionRepository(Protocol):
 
     def list(self, tenant_id: str, query: ExceptionQuery) -> list[ReconException]:
         """Up to query.limit + 1 rows, so the caller can tell whether another page exists."""
+        ...
+
+    def overdue_unescalated(self, tenant_id: str, now: datetime, limit: int) -> builtins.list[ReconException]:
+        """Up to `limit` unresolved, never escalated exceptions past due_at, most overdue first;
+        locked in a write unit of work, skipping rows another transaction holds (PostgreSQL)."""
         ...
 
 
@@ -139,6 +147,44 @@ class TargetRepository(Protocol):
         ...
 
 
+class RoutingRuleRepository(Protocol):
+    """Routing rules per tenant, and the tenant's rules generation: every write bumps it in the same
+    transaction, so a process's cache of the rules knows with one primary-key read whether it is
+    stale (services/routing.py)."""
+
+    def list(self, tenant_id: str) -> list[RoutingRule]:
+        """Priority order, lowest first."""
+        ...
+
+    def get(self, tenant_id: str, rule_id: str) -> RoutingRule | None: ...
+
+    def add(self, rule: RoutingRule) -> None: ...
+
+    def replace(self, rule: RoutingRule) -> bool:
+        """False when the rule does not exist (for this tenant)."""
+        ...
+
+    def delete(self, tenant_id: str, rule_id: str) -> bool: ...
+
+    def generation(self, tenant_id: str) -> int:
+        """0 until the tenant's rules first change."""
+        ...
+
+    def bump_generation(self, tenant_id: str) -> None: ...
+
+
+class SlaPolicyRepository(Protocol):
+    def get(self, tenant_id: str) -> SlaPolicy | None:
+        """None: the tenant uses the defaults."""
+        ...
+
+    def put(self, policy: SlaPolicy) -> None: ...
+
+    def with_escalation(self) -> list[SlaPolicy]:
+        """Every tenant's policy that has an escalation target (the escalation scheduler's tenants)."""
+        ...
+
+
 class ConnectorFactory(Protocol):
     def is_local(self, target: TargetSystem) -> bool:
         """True when the target's connector never leaves the process (its `external` is False)."""
@@ -196,6 +242,12 @@ class UnitOfWork(Protocol):
 
     @property
     def tokens(self) -> TokenRepository: ...
+
+    @property
+    def routing(self) -> RoutingRuleRepository: ...
+
+    @property
+    def sla(self) -> SlaPolicyRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -94,6 +94,7 @@ def list_request_to_domain(request: pb.ListExceptionsRequest) -> ListRequest:
         limit=request.limit,
         sort_by=request.sort_by,
         sort_order=request.sort_order,
+        overdue=request.overdue,
     )
 
 

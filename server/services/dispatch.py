@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -49,10 +49,12 @@ from server.domain.dispatch import (
     dispatch_key,
     parse_target_request,
 )
-from server.domain.errors import DomainError, FailedPrecondition, NotFound
+from server.domain.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
 from server.domain.exceptions import ReconException, Status, parse_uuid
-from server.domain.history import HistoryEntry
+from server.domain.history import Action, HistoryEntry
 from server.domain.ports import ConnectorFactory, UnitOfWork, UnitOfWorkFactory
+from server.domain.routing import NoRoute, RoutingRule, apply_route, route
+from server.domain.sla import default_policy
 from server.domain.targets import TargetConfig
 from server.services.clock import Clock, utc_now
 from server.services.deliveries import DeliveryService
@@ -70,10 +72,30 @@ class _Plan:
     revived: list[Delivery] = field(default_factory=list)
 
 
+@dataclass
+class _Recorded:
+    """One (target, queue)'s deliveries, written: answers so far, and the deliveries to wait for
+    (`inside`: written in a transaction still open, so nothing can be delivered before the call
+    ends: answered at once)."""
+
+    target: TargetSystem
+    ids: list[str]
+    results: dict[str, Result]
+    waiting: dict[str, Delivery]
+    floors: dict[str, int]
+    inside: bool
+
+
 class TargetConfigs(Protocol):
     """What dispatch needs from the target service (services/targets.py implements it)."""
 
     def config_for(self, uow: UnitOfWork, tenant_id: str, target: TargetSystem) -> TargetConfig | None: ...
+
+
+class RoutingRules(Protocol):
+    """The per-process rules cache (services/routing.py implements it)."""
+
+    def rules(self, uow: UnitOfWork, tenant_id: str) -> Sequence[RoutingRule]: ...
 
 
 class WaitSlots:
@@ -107,7 +129,10 @@ class DispatchService:
         wait_slots: WaitSlots | None = None,
         poll_seconds: float = 0.2,
         observe: Callable[[str, str], None] | None = None,
+        rules: RoutingRules | None = None,
     ) -> None:
+        # The tenant's routing rules for dispatches without a target (services/routing.py).
+        self._rules = rules
         # (target, outcome) per dispatched item, outcome "succeeded" or the failure's reason: metrics.
         self._observe = observe
         self._uow = uow
@@ -120,10 +145,15 @@ class DispatchService:
         self._poll_seconds = poll_seconds
 
     def dispatch(self, principal: Principal, exception_id: str, target_system: str, queue: str) -> Delivery:
-        """Single dispatch: the delivery, DELIVERED or still being retried (202); a refusal raises."""
+        """Single dispatch: the delivery, DELIVERED or still being retried (202); a refusal raises.
+        Without a target system the routing rules choose (API.md §8): 422 NO_ROUTE when none matches."""
         exception_id = parse_uuid(exception_id, "exception_id")
-        target, queue = parse_target_request(target_system, queue)
-        result = self._observed(target, self._run(principal, [exception_id], target, queue))[exception_id]
+        if not target_system.strip():
+            _no_queue_without_target(queue)
+            result = self._routed(principal, [exception_id], strict=True)[exception_id]
+        else:
+            target, queue = parse_target_request(target_system, queue)
+            result = self._observed(target, self._run(principal, [exception_id], target, queue))[exception_id]
         if isinstance(result, DeliveryScheduled):
             return result.delivery
         if isinstance(result, DomainError):
@@ -133,10 +163,15 @@ class DispatchService:
     def bulk_dispatch(
         self, principal: Principal, raw_ids: list[str], target_system: str, queue: str
     ) -> BulkOutcome:
-        target, queue = parse_target_request(target_system, queue)
         ids = unique_ids(raw_ids)
+        if not target_system.strip():
+            _no_queue_without_target(queue)
+            results = self._routed(principal, ids, strict=False)
+        else:
+            target, queue = parse_target_request(target_system, queue)
+            results = self._observed(target, self._run(principal, ids, target, queue))
         outcome = BulkOutcome(ids)
-        for eid, result in self._observed(target, self._run(principal, ids, target, queue)).items():
+        for eid, result in results.items():
             if isinstance(result, DomainError):
                 outcome.fail(eid, result)
             else:
@@ -149,11 +184,76 @@ class DispatchService:
                 self._observe(target.value, result.reason if isinstance(result, DomainError) else "succeeded")
         return results
 
+    def _routed(self, principal: Principal, ids: list[str], *, strict: bool) -> dict[str, Result]:
+        """Dispatch by the tenant's routing rules: each item goes where the first enabled rule that
+        matches it says (its overrides and a ROUTE history entry are written with its delivery).
+        The rules come from the per-process cache: one generation read per call, never per item.
+        Groups of one (target, queue) run like an explicit dispatch: those leaving the process first
+        (each commits its deliveries) and one wait for all their items' first outcomes, then MANUAL
+        (in the call's transaction). strict (single dispatch): a group's refusal, such as
+        TARGET_NOT_CONFIGURED, is raised; in bulk it is each item's failure."""
+        tenant = principal.tenant_id
+        now = self._clock()
+        # A read of its own unless the call's transaction has begun (then it must see that
+        # transaction's writes): joining would begin it, and the deliveries could then not commit
+        # before the wait.
+        with self._uow(write=False, join=self._uow.in_transaction()) as uow:
+            found = uow.exceptions.get_many(tenant, ids)
+            rules = self._rules.rules(uow, tenant) if self._rules is not None else ()
+        results: dict[str, Result] = {}
+        groups: dict[tuple[TargetSystem, str], dict[str, RoutingRule]] = {}
+        for eid in ids:
+            exception = found.get(eid)
+            if exception is None:
+                results[eid] = NotFound("exception not found")
+            elif exception.status is Status.RESOLVED:
+                results[eid] = FailedPrecondition("exception is resolved", reason="INVALID_STATE")
+            elif (rule := route(rules, exception, now)) is None:
+                results[eid] = NoRoute()
+            else:
+                groups.setdefault((rule.action.target, rule.action.queue), {})[eid] = rule
+        if self._observe is not None:
+            for result in results.values():
+                self._observe("ROUTING", result.reason if isinstance(result, DomainError) else "succeeded")
+        # Those leaving the process first, each committing its deliveries, and one wait for all of
+        # them; MANUAL after the wait: it joins (and begins) the call's transaction, which on SQLite
+        # holds the write lock the workers need to record outcomes.
+        order = sorted(groups, key=lambda g: (g[0].value, g[1]))
+        local = [g for g in order if self._connectors.is_local(g[0])]
+        for phase in ([g for g in order if g not in local], local):
+            recorded: list[_Recorded] = []
+            for target, queue in phase:
+                routed = groups[(target, queue)]
+                try:
+                    recorded.append(self._record(principal, list(routed), target, queue, routed))
+                except DomainError as exc:
+                    if strict:
+                        raise
+                    results.update({eid: exc for eid in routed})
+                    self._observed(target, {eid: exc for eid in routed})
+            settled = self._settle(tenant, recorded)
+            for rec in recorded:
+                self._observed(rec.target, {eid: settled[eid] for eid in rec.ids})
+            results.update(settled)
+        return results
+
     # -- the steps -------------------------------------------------------------------------------
 
     def _run(
         self, principal: Principal, ids: list[str], target: TargetSystem, queue: str
     ) -> dict[str, Result]:
+        return self._settle(principal.tenant_id, [self._record(principal, ids, target, queue)])
+
+    def _record(
+        self,
+        principal: Principal,
+        ids: list[str],
+        target: TargetSystem,
+        queue: str,
+        routed: dict[str, RoutingRule] | None = None,
+    ) -> _Recorded:
+        """Steps 1 and 2 for one (target, queue): the deliveries written (MANUAL: delivered). routed:
+        the rule that chose this target for each item, whose overrides are written with it."""
         local = self._connectors.is_local(target)
         inside = self._uow.in_transaction()
         tenant = principal.tenant_id
@@ -165,22 +265,60 @@ class DispatchService:
             found = uow.exceptions.get_many(tenant, ids)
             existing = uow.deliveries.get_by_keys(tenant, keys.values())
             plan = self._plan(principal, ids, keys, found, existing, target, queue)
+            if routed:
+                self._apply_routes(uow, principal, plan, found, routed)
             if local:
-                return self._deliver_here(uow, principal, connector, plan, found)
+                results = self._deliver_here(uow, principal, connector, plan, found)
+                return _Recorded(target, ids, results, {}, {}, inside=True)
             uow.deliveries.add_many(plan.new)
             uow.deliveries.update_many(plan.revived)
-        if not plan.waiting:
-            return plan.results
+        floors = {d.id: d.attempt_count for d in plan.revived}
+        return _Recorded(target, ids, plan.results, plan.waiting, floors, inside)
+
+    def _apply_routes(
+        self,
+        uow: UnitOfWork,
+        principal: Principal,
+        plan: _Plan,
+        found: dict[str, ReconException],
+        routed: dict[str, RoutingRule],
+    ) -> None:
+        """The rules' overrides and ROUTE entries for the items that go ahead (not those answered
+        already, such as one dispatched there before)."""
+        now = self._clock()
+        updated: list[ReconException] = []
+        history: list[HistoryEntry] = []
+        policy = None
+        if any(routed[eid].action.severity is not None for eid in plan.waiting):
+            policy = uow.sla.get(principal.tenant_id) or default_policy(principal.tenant_id)
+        for eid in plan.waiting:
+            changed, entry = apply_route(found[eid], routed[eid], principal.token_id, now, policy)
+            if changed is not found[eid]:  # an override changed it (otherwise: the ROUTE entry alone)
+                found[eid] = changed
+                updated.append(changed)
+            history.append(entry)
+        uow.exceptions.update_many(updated)
+        uow.history.add_many(history)
+
+    def _settle(self, tenant: str, recorded: list[_Recorded]) -> dict[str, Result]:
+        """Step 3 for every recorded group at once: wake the workers and wait (one wait for all)."""
+        results: dict[str, Result] = {}
+        waiting: dict[str, Delivery] = {}
+        joined: dict[str, Delivery] = {}
+        floors: dict[str, int] = {}
+        for rec in recorded:
+            results.update(rec.results)
+            (joined if rec.inside else waiting).update(rec.waiting)
+            floors.update(rec.floors)
+        if not waiting and not joined:
+            return results
         self._deliveries.wake()
-        if inside:
-            waiting = plan.waiting
-        else:
+        if waiting:
             # A revived delivery starts a new round: its first outcome is that of its next attempt.
-            floors = {d.id: d.attempt_count for d in plan.revived}
-            waiting = self._wait_for_first_outcomes(tenant, plan.waiting, floors)
-        for eid, delivery in waiting.items():
-            plan.results[eid] = _answer(delivery)
-        return plan.results
+            waiting = self._wait_for_first_outcomes(tenant, waiting, floors)
+        for eid, delivery in {**joined, **waiting}.items():
+            results[eid] = _answer(delivery)
+        return results
 
     def _plan(
         self,
@@ -269,6 +407,140 @@ class DispatchService:
         uow.history.add_many(history)
         return results
 
+    # -- auto_dispatch on create (API.md §8) ----------------------------------------------------
+
+    def on_create(
+        self, uow: UnitOfWork, principal: Principal, created: list[ReconException]
+    ) -> list[ReconException]:
+        """In the create's transaction, after its rows are written: each new exception whose routing
+        rule (the first enabled match) has auto_dispatch gets the rule's overrides, a ROUTE entry and
+        its delivery, PENDING and due now (MANUAL: delivered here, like a dispatch). Nothing waits for
+        the workers; the create answers at once. Returns the exceptions as they now are."""
+        if self._rules is None or not created:
+            return created
+        tenant = principal.tenant_id
+        rules = self._rules.rules(uow, tenant)
+        if not any(r.auto_dispatch and r.enabled for r in rules):
+            return created
+        now = self._clock()
+        chosen = {}
+        for e in created:
+            rule = route(rules, e, now)
+            if rule is not None and rule.auto_dispatch:
+                chosen[e.id] = rule
+        if not chosen:
+            return created
+        policy = None
+        if any(r.action.severity is not None for r in chosen.values()):
+            policy = uow.sla.get(tenant) or default_policy(tenant)
+        by_id = {e.id: e for e in created}
+        history: list[HistoryEntry] = []
+        for eid, rule in chosen.items():
+            by_id[eid], entry = apply_route(by_id[eid], rule, principal.token_id, now, policy)
+            history.append(entry)
+        uow.exceptions.update_many([by_id[eid] for eid in chosen])
+        uow.history.add_many(history)
+        groups: dict[tuple[TargetSystem, str], list[str]] = {}
+        for eid, rule in chosen.items():
+            groups.setdefault((rule.action.target, rule.action.queue), []).append(eid)
+        delivered_here = False
+        for (target, queue), ids in groups.items():
+            plan = _Plan()
+            for eid in ids:
+                delivery = Delivery(
+                    id=str(uuid.uuid4()),
+                    tenant_id=tenant,
+                    key=dispatch_key(target, eid, queue),
+                    exception_id=eid,
+                    target_system=target,
+                    queue=queue,
+                    state=DeliveryState.PENDING,
+                    created_at=now,
+                    updated_at=now,
+                    actor_id=principal.token_id,
+                    next_attempt_at=now,
+                )
+                plan.new.append(delivery)
+                plan.waiting[eid] = delivery
+            if self._connectors.is_local(target):
+                connector = self._connectors.build(target, self._targets.config_for(uow, tenant, target))
+                self._deliver_here(uow, principal, connector, plan, dict(by_id))
+                delivered_here = True
+            else:
+                # A target that is not configured (yet) is the workers' business: the delivery
+                # fails there with TARGET_NOT_CONFIGURED and can be retried once it is.
+                uow.deliveries.add_many(plan.new)
+        if delivered_here:
+            by_id.update(uow.exceptions.get_many(tenant, list(chosen)))
+        return [by_id[e.id] for e in created]
+
+    # -- escalation (API.md §8) -------------------------------------------------------------------
+
+    def escalate_overdue(self, batch: int = 100) -> int:
+        """Dispatches, once, each unresolved exception past its due date to its tenant's SLA
+        escalation target (history ESCALATE), up to `batch` per tenant per call; the delivery
+        workers' scheduler calls it every ESCALATION_POLL_SECONDS. Tenants without an escalation
+        cost nothing; per tenant one seek on the partial index ix_exceptions_tenant_escalation. Each
+        tenant's batch is one transaction that marks the rows escalated, so across replicas an
+        exception escalates once (PostgreSQL: FOR UPDATE SKIP LOCKED). How many were escalated."""
+        now = self._clock()
+        with self._uow(write=False, join=False) as uow:
+            policies = uow.sla.with_escalation()
+        escalated = 0
+        for policy in policies:
+            target = policy.escalation_target
+            assert target is not None
+            principal = Principal(policy.tenant_id, ESCALATION_ACTOR, frozenset())
+            # A read first: a tenant with nothing overdue must not take SQLite's write lock.
+            with self._uow(write=False, join=False) as uow:
+                if not uow.exceptions.overdue_unescalated(policy.tenant_id, now, 1):
+                    continue
+            with self._uow(write=True, join=False) as uow:
+                due = uow.exceptions.overdue_unescalated(policy.tenant_id, now, batch)
+                if not due:
+                    continue
+                marked = [replace(e, escalated_at=now) for e in due]
+                uow.exceptions.update_many(marked)
+                found = {e.id: e for e in marked}
+                queue = policy.escalation_queue
+                keys = {e.id: dispatch_key(target, e.id, queue) for e in marked}
+                existing = uow.deliveries.get_by_keys(policy.tenant_id, keys.values())
+                plan = self._plan(principal, list(found), keys, found, existing, target, queue)
+                uow.history.add_many(
+                    [
+                        HistoryEntry.record(
+                            policy.tenant_id,
+                            e.id,
+                            Action.ESCALATE,
+                            ESCALATION_ACTOR,
+                            now,
+                            {
+                                "target_system": target.value,
+                                "queue": queue,
+                                "due_at": e.due_at.isoformat() if e.due_at else None,
+                                "delivery_id": _delivery_id(plan, existing, keys[e.id]),
+                            },
+                        )
+                        for e in marked
+                    ]
+                )
+                if self._connectors.is_local(target):
+                    config = self._targets.config_for(uow, policy.tenant_id, target)
+                    self._deliver_here(uow, principal, self._connectors.build(target, config), plan, found)
+                else:
+                    # Not configured (yet): the workers fail the delivery with TARGET_NOT_CONFIGURED,
+                    # visible and retryable; the escalation itself is recorded either way.
+                    uow.deliveries.add_many(plan.new)
+                    uow.deliveries.update_many(plan.revived)
+            escalated += len(marked)
+        if escalated:
+            self._deliveries.wake()
+        return escalated
+
+    def wake(self) -> None:
+        """Tells this process's delivery workers that deliveries are due now."""
+        self._deliveries.wake()
+
     def _wait_for_first_outcomes(
         self, tenant: str, waiting: dict[str, Delivery], floors: dict[str, int]
     ) -> dict[str, Delivery]:
@@ -290,6 +562,24 @@ class DispatchService:
                     self._deliveries.recorded.wait(min(self._poll_seconds, left))
         finally:
             self.wait_slots.give_back(tenant)
+
+
+# The actor of escalations in history and deliveries (no token made them).
+ESCALATION_ACTOR = "sla-escalation"
+
+
+def _delivery_id(plan: _Plan, existing: dict[str, Delivery], key: str) -> str:
+    for delivery in [*plan.waiting.values(), *existing.values()]:
+        if delivery.key == key:
+            return delivery.id
+    return ""
+
+
+def _no_queue_without_target(queue: str) -> None:
+    if queue.strip():
+        raise InvalidArgument.field(
+            "queue", "applies only with target_system; without one, the routing rule sets the queue"
+        )
 
 
 def _answer(delivery: Delivery) -> Result:

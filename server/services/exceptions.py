@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from server.domain.auth import Principal
 from server.domain.bulk import BulkOutcome, unique_ids
@@ -33,6 +33,7 @@ from server.domain.paging import (
     sort_value,
 )
 from server.domain.ports import UnitOfWork, UnitOfWorkFactory
+from server.domain.sla import default_policy, with_due_date
 from server.services.clock import Clock, utc_now
 from server.services.resolutions import record_resolutions
 
@@ -52,6 +53,7 @@ class ListRequest:
     limit: int = 0
     sort_by: str = ""
     sort_order: str = ""
+    overdue: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,12 +102,25 @@ def _page(rows: list[T], limit: int, scope: str, key: Callable[[T], PageAfter]) 
     return Page(items, encode_cursor(scope, key(items[-1])), limit)
 
 
+class AutoDispatch(Protocol):
+    """Dispatches new exceptions whose routing rule says auto_dispatch (services/dispatch.py)."""
+
+    def on_create(
+        self, uow: UnitOfWork, principal: Principal, created: builtins.list[ReconException]
+    ) -> builtins.list[ReconException]: ...
+
+    def wake(self) -> None: ...
+
+
 class ExceptionService:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, uow: UnitOfWorkFactory, clock: Clock = utc_now, auto_dispatch: AutoDispatch | None = None
+    ) -> None:
         self._uow = uow
         self._clock = clock
         # Tells this process's delivery workers that a resolution recorded deliveries (API.md §9).
         self.deliveries_recorded: Callable[[], None] = lambda: None
+        self._auto = auto_dispatch
 
     # -- create ---------------------------------------------------------------------------
 
@@ -127,7 +142,21 @@ class ExceptionService:
                     violations.add(violation.field, violation.description)
         violations.raise_if_any()  # all-or-nothing: one bad item refuses the whole batch
         created = [build_exception(principal.tenant_id, item, now) for item in items]
-        history = [
+        with self._uow(write=True) as uow:
+            if not all(e.due_at_explicit for e in created):
+                policy = uow.sla.get(principal.tenant_id) or default_policy(principal.tenant_id)
+                created = [with_due_date(e, policy) for e in created]
+            uow.exceptions.add_many(created)
+            uow.history.add_many(self._created_entries(principal, created, now))
+            answered = self._auto.on_create(uow, principal, created) if self._auto else created
+        if answered is not created and self._auto is not None:
+            self._auto.wake()
+        return answered
+
+    def _created_entries(
+        self, principal: Principal, created: builtins.list[ReconException], now: datetime
+    ) -> builtins.list[HistoryEntry]:
+        return [
             HistoryEntry.record(
                 principal.tenant_id,
                 e.id,
@@ -138,10 +167,6 @@ class ExceptionService:
             )
             for e in created
         ]
-        with self._uow(write=True) as uow:
-            uow.exceptions.add_many(created)
-            uow.history.add_many(history)
-        return created
 
     # -- read -----------------------------------------------------------------------------
 
@@ -162,6 +187,9 @@ class ExceptionService:
         v = Violations()
         limit = parse_limit(request.limit, v)
         sort_by, descending = parse_sort(request.sort_by, request.sort_order, v)
+        if request.overdue and not request.sort_by.strip():
+            # The overdue work queue: most overdue first (ix_exceptions_tenant_open_due).
+            sort_by, descending = "due_at", request.sort_order.strip().lower() == "desc"
         for name, value in (
             ("assigned_to", request.assigned_to),
             ("external_system", request.external_system),
@@ -175,11 +203,12 @@ class ExceptionService:
             external_system=request.external_system.upper() or None,
             date_from=_parse_time(request.date_from, "date_from", v),
             date_to=_parse_time(request.date_to, "date_to", v),
+            overdue=request.overdue,
         )
         v.raise_if_any()
         scope = f"{sort_by}:{'desc' if descending else 'asc'}:{filters.digest()}"
         after = decode_cursor(request.cursor, scope)
-        query = ExceptionQuery(filters, sort_by, descending, limit, after)
+        query = ExceptionQuery(filters, sort_by, descending, limit, after, now=self._clock())
         with self._uow(write=False) as uow:
             rows = uow.exceptions.list(principal.tenant_id, query)
         return _page(rows, limit, scope, lambda e: PageAfter(sort_value(e, sort_by), e.id))

@@ -56,6 +56,9 @@ exceptions = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("occurred_at", UtcDateTime, nullable=False),
+    # SLA (API.md §8), added by 0005: whether the caller set due_at, and when it was escalated.
+    sa.Column("due_at_explicit", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("escalated_at", UtcDateTime, nullable=True),
     # One index per list shape (see repositories/exceptions.py): every index ends in `id` so a
     # keyset page is a single index range scan with no sort, even among equal sort values.
     # Sort-only shapes (no filter, or a filter the planner can check while walking the index):
@@ -70,6 +73,25 @@ exceptions = sa.Table(
     sa.Index("ix_exceptions_tenant_external_created", "tenant_id", "external_system", "created_at", "id"),
     # Inbound hooks find the exceptions dispatched to a ticket (0006).
     sa.Index("ix_exceptions_tenant_ticket", "tenant_id", "external_system", "external_issue_id"),
+    # SLA (0005): sort_by=due_at; overdue=true walks only unresolved rows (status 4 is RESOLVED);
+    # the escalation scheduler seeks a tenant's unresolved, unescalated rows by due date.
+    sa.Index("ix_exceptions_tenant_due", "tenant_id", "due_at", "id"),
+    sa.Index(
+        "ix_exceptions_tenant_open_due",
+        "tenant_id",
+        "due_at",
+        "id",
+        sqlite_where=sa.text("status <> 4"),
+        postgresql_where=sa.text("status <> 4"),
+    ),
+    sa.Index(
+        "ix_exceptions_tenant_escalation",
+        "tenant_id",
+        "due_at",
+        "id",
+        sqlite_where=sa.text("status <> 4 AND escalated_at IS NULL"),
+        postgresql_where=sa.text("status <> 4 AND escalated_at IS NULL"),
+    ),
 )
 
 exception_history = sa.Table(
@@ -161,6 +183,44 @@ inbound_events = sa.Table(
     sa.Column("event_id", sa.String(255), primary_key=True),
     sa.Column("received_at", UtcDateTime, nullable=False),
     sa.Index("ix_inbound_events_received_at", "received_at"),
+)
+
+# Routing rules (API.md §8, docs/routing.md); added by 0005. Conditions and action are small JSON
+# documents (server/domain/routing.py reads and writes them); a tenant's priorities are unique.
+routing_rules = sa.Table(
+    "routing_rules",
+    metadata,
+    sa.Column("id", UuidStr, primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("conditions", sa.JSON, nullable=False),
+    sa.Column("action", sa.JSON, nullable=False),
+    sa.Column("auto_dispatch", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("tenant_id", "priority"),
+)
+
+# One row per tenant whose rules ever changed: every rules write bumps `generation` in its
+# transaction; each process's rules cache compares it (one primary-key read) before using its copy.
+routing_generations = sa.Table(
+    "routing_generations",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)
+
+# SLA policy per tenant (API.md §8); no row: the defaults. Tiers: {"CRITICAL": 24, ...} hours.
+sla_policies = sa.Table(
+    "sla_policies",
+    metadata,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("tiers", sa.JSON, nullable=False),
+    sa.Column("escalation_target", sa.String(32), nullable=True),
+    sa.Column("escalation_queue", sa.String(255), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 idempotency_keys = sa.Table(

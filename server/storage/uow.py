@@ -25,6 +25,8 @@ from server.storage.repositories import (
     SqlDeliveryRepository,
     SqlExceptionRepository,
     SqlHistoryRepository,
+    SqlRoutingRuleRepository,
+    SqlSlaPolicyRepository,
     SqlTargetRepository,
     SqlTokenRepository,
 )
@@ -68,6 +70,8 @@ class SqlUnitOfWork:
         self.deliveries: SqlDeliveryRepository
         self.targets: SqlTargetRepository
         self.tokens: SqlTokenRepository
+        self.routing: SqlRoutingRuleRepository
+        self.sla: SqlSlaPolicyRepository
 
     @property
     def joined(self) -> bool:
@@ -104,6 +108,8 @@ class SqlUnitOfWork:
         self.deliveries = SqlDeliveryRepository(self.connection, lock_rows=lock_rows)
         self.targets = SqlTargetRepository(self.connection)
         self.tokens = SqlTokenRepository(self.connection, direct_reads=direct)
+        self.routing = SqlRoutingRuleRepository(self.connection)
+        self.sla = SqlSlaPolicyRepository(self.connection)
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

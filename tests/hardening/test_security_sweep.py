@@ -49,6 +49,11 @@ SAMPLE_FIELDS: dict[str, Any] = {
     "status": "RESOLVED",
     "transaction_id": "sweep",
     "exceptions": [{"transaction_id": "sweep"}],
+    # Routing rules.
+    "name": "sweep",
+    "priority": 7,
+    "conditions": {"sources": ["sweep"]},
+    "action": {"target_system": "MANUAL"},
 }
 
 
@@ -65,6 +70,7 @@ class World:
     token_id_a: str = ""
     delivery_id: str = ""  # tenant A's delivery (its exception dispatched to MANUAL)
     hook_id: str = ""  # tenant A's JIRA inbound hook
+    rule_id: str = ""  # tenant A's routing rule
 
     def client(self, authorization: str | None) -> httpx.Client:
         headers = {} if authorization is None else {"Authorization": authorization}
@@ -82,6 +88,7 @@ class World:
             "delivery_id": self.delivery_id,
             # A's own JIRA hook: a token (A's or anyone's) is no substitute for its signature.
             "hook_id": self.hook_id,
+            "rule_id": self.rule_id,
         }
 
 
@@ -185,6 +192,18 @@ def world(hard_stack):
             )
             assert dispatched.status_code == 200, dispatched.text
             world.delivery_id = dispatched.json()["delivery_id"]
+            # A routing rule of A's, for the rule routes (routes nothing the sweep dispatches).
+            rule = a.post(
+                "/v1/routing-rules",
+                json={
+                    "name": "sweep",
+                    "priority": 1,
+                    "conditions": {"sources": ["sweep-never"]},
+                    "action": {"target_system": "MANUAL"},
+                },
+            )
+            assert rule.status_code == 200, rule.text
+            world.rule_id = rule.json()["id"]
         before = snapshot(world)
         yield world
         # Nothing any attack did changed tenant A's data, and no target was called.
@@ -198,7 +217,9 @@ def snapshot(world: World) -> Any:
         history = [a.get(f"/v1/exceptions/{e['id']}/history").json() for e in items]
         targets = a.get("/v1/targets").json()
         deliveries = a.get("/v1/deliveries", params={"limit": 200}).json()["items"]
-    return items, history, targets, deliveries
+        rules = a.get("/v1/routing-rules").json()
+        policy = a.get("/v1/sla-policy").json()
+    return items, history, targets, deliveries, rules, policy
 
 
 def route_id(route: Route) -> str:
@@ -251,6 +272,7 @@ def other_tenant_expectations(world: World, route: Route, response: httpx.Respon
     elif (
         "exception_id" in bound
         or "delivery_id" in bound
+        or "rule_id" in bound
         or ("target_system" in bound and route.binding.verb in ("GET", "DELETE"))
     ):
         assert_error(response, 404, "NOT_FOUND")

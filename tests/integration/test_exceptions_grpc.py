@@ -169,18 +169,19 @@ def test_dispatch_manual_is_recorded_once_and_answers_the_same_ticket(stub, auth
 
 
 @pytest.mark.parametrize(
-    ("target", "code", "reason"),
+    ("target", "queue", "code", "reason"),
     [
-        ("JIRA", grpc.StatusCode.FAILED_PRECONDITION, "TARGET_NOT_CONFIGURED"),
-        ("EMAIL", grpc.StatusCode.FAILED_PRECONDITION, "UNSUPPORTED_TARGET_SYSTEM"),
-        ("", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+        ("JIRA", "", grpc.StatusCode.FAILED_PRECONDITION, "TARGET_NOT_CONFIGURED"),
+        ("EMAIL", "", grpc.StatusCode.FAILED_PRECONDITION, "UNSUPPORTED_TARGET_SYSTEM"),
+        # Without a target the routing rules choose the queue too (API.md §8).
+        ("", "OPS", grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
     ],
 )
-def test_bulk_dispatch_request_level_refusals(stub, auth, make_exception, target, code, reason):
+def test_bulk_dispatch_request_level_refusals(stub, auth, make_exception, target, queue, code, reason):
     e = make_exception()
     err = call_error(
         stub.BulkDispatchExceptions,
-        pb.BulkDispatchExceptionsRequest(exception_ids=[e.id], target_system=target),
+        pb.BulkDispatchExceptionsRequest(exception_ids=[e.id], target_system=target, queue=queue),
         metadata=auth("dispatcher"),
     )
     assert (err.code(), error_reason(err)) == (code, reason)

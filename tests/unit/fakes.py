@@ -56,6 +56,14 @@ from server.domain.idempotency import (
     decide,
 )
 from server.domain.paging import ExceptionQuery, PageAfter, parse_sort_value
+from server.domain.routing import (
+    RoutingRule,
+    action_from_json,
+    action_to_json,
+    conditions_from_json,
+    conditions_to_json,
+)
+from server.domain.sla import SlaPolicy
 from server.domain.targets import StoredTarget, TargetConfig
 from server.storage.repositories.deliveries import LOST_ATTEMPT, MUTABLE_FIELDS
 
@@ -121,6 +129,7 @@ def _exception_row(e: ReconException) -> ReconException:
         occurred_at=_utc(e.occurred_at),
         due_at=_utc(e.due_at),
         metadata=_json(dict(e.metadata)),
+        escalated_at=_utc(e.escalated_at),
     )
 
 
@@ -150,6 +159,9 @@ class Tables:
     targets: dict[tuple[str, TargetSystem], StoredTarget] = field(default_factory=dict)
     inbound_events: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     tokens: dict[str, StoredToken] = field(default_factory=dict)  # by id
+    routing_rules: dict[str, RoutingRule] = field(default_factory=dict)  # by id
+    routing_generations: dict[str, int] = field(default_factory=dict)  # by tenant
+    sla_policies: dict[str, SlaPolicy] = field(default_factory=dict)  # by tenant
     idempotency_keys: dict[KeyScope, KeyRecord] = field(default_factory=dict)
 
     def copy(self) -> Tables:
@@ -196,6 +208,8 @@ class FakeUnitOfWork:
         self.deliveries = FakeDeliveryRepository(self)
         self.targets = FakeTargetRepository(self)
         self.tokens = FakeTokenRepository(self)
+        self.routing = FakeRoutingRuleRepository(self)
+        self.sla = FakeSlaPolicyRepository(self)
 
     @property
     def begun(self) -> bool:
@@ -382,6 +396,16 @@ class FakeExceptionRepository(_Repository):
                 and (f.external_system is None or e.external_system == f.external_system.strip().upper())
                 and (f.date_from is None or e.created_at >= f.date_from)
                 and (f.date_to is None or e.created_at < f.date_to)
+                and (
+                    not f.overdue
+                    or (
+                        e.status is not Status.RESOLVED
+                        and e.due_at is not None
+                        and query.now is not None
+                        and e.due_at < query.now
+                    )
+                )
+                and (query.sort_by != "due_at" or e.due_at is not None)
             )
 
         def key(e: ReconException) -> tuple[Any, ...]:
@@ -393,6 +417,25 @@ class FakeExceptionRepository(_Repository):
             rows = [e for e in rows if (key(e) < bound if query.descending else key(e) > bound)]
         rows.sort(key=key, reverse=query.descending)
         return [_copy_exception(e) for e in rows[: query.limit + 1]]
+
+    def overdue_unescalated(self, tenant_id: str, now: datetime, limit: int) -> list[ReconException]:
+        return _overdue_unescalated(self._read().exceptions, tenant_id, now, limit)
+
+
+def _overdue_unescalated(
+    rows: dict[str, ReconException], tenant_id: str, now: datetime, limit: int
+) -> list[ReconException]:
+    found = [
+        e
+        for e in rows.values()
+        if e.tenant_id == tenant_id
+        and e.status is not Status.RESOLVED
+        and e.escalated_at is None
+        and e.due_at is not None
+        and e.due_at < now
+    ]
+    found.sort(key=lambda e: (e.due_at, e.id))
+    return [_copy_exception(e) for e in found[:limit]]
 
 
 class FakeHistoryRepository(_Repository):
@@ -762,6 +805,77 @@ class FakeTargetRepository(_Repository):
         for old in [k for k, at in rows.items() if k[:2] == key[:2] and at < _utc(now) - timedelta(days=7)]:
             del rows[old]
         return added
+
+
+def _rule_row(rule: RoutingRule) -> RoutingRule:
+    """As the SQL adapter stores it: through the JSON documents, times in UTC."""
+    return replace(
+        rule,
+        conditions=conditions_from_json(_json(conditions_to_json(rule.conditions))),
+        action=action_from_json(_json(action_to_json(rule.action))),
+        created_at=_utc(rule.created_at),
+        updated_at=_utc(rule.updated_at),
+    )
+
+
+class FakeRoutingRuleRepository(_Repository):
+    def list(self, tenant_id: str) -> list[RoutingRule]:
+        rows = [r for r in self._read().routing_rules.values() if r.tenant_id == tenant_id]
+        return sorted(rows, key=lambda r: (r.priority, r.id))
+
+    def get(self, tenant_id: str, rule_id: str) -> RoutingRule | None:
+        row = self._read().routing_rules.get(_uuid_or_fail(rule_id))
+        return row if row is not None and row.tenant_id == tenant_id else None
+
+    def add(self, rule: RoutingRule) -> None:
+        rows = self._write().routing_rules
+        rule_id = _uuid_or_fail(rule.id)
+        if rule_id in rows or any(
+            r.tenant_id == rule.tenant_id and r.priority == rule.priority for r in rows.values()
+        ):
+            raise ConstraintViolation("routing_rules: duplicate id or (tenant_id, priority)")
+        rows[rule_id] = _rule_row(replace(rule, id=rule_id))
+
+    def replace(self, rule: RoutingRule) -> bool:
+        rows = self._write().routing_rules
+        old = rows.get(_uuid_or_fail(rule.id))
+        if old is None or old.tenant_id != rule.tenant_id:
+            return False
+        if any(
+            r.tenant_id == rule.tenant_id and r.priority == rule.priority and r.id != old.id
+            for r in rows.values()
+        ):
+            raise ConstraintViolation("routing_rules: duplicate (tenant_id, priority)")
+        rows[old.id] = _rule_row(replace(rule, id=old.id, created_at=old.created_at))
+        return True
+
+    def delete(self, tenant_id: str, rule_id: str) -> bool:
+        rows = self._write().routing_rules
+        old = rows.get(_uuid_or_fail(rule_id))
+        if old is None or old.tenant_id != tenant_id:
+            return False
+        del rows[old.id]
+        return True
+
+    def generation(self, tenant_id: str) -> int:
+        return self._read().routing_generations.get(tenant_id, 0)
+
+    def bump_generation(self, tenant_id: str) -> None:
+        rows = self._write().routing_generations
+        rows[tenant_id] = rows.get(tenant_id, 0) + 1
+
+
+class FakeSlaPolicyRepository(_Repository):
+    def get(self, tenant_id: str) -> SlaPolicy | None:
+        return self._read().sla_policies.get(tenant_id)
+
+    def put(self, policy: SlaPolicy) -> None:
+        stored = replace(policy, tiers=dict(policy.tiers), updated_at=_utc(policy.updated_at))
+        self._write().sla_policies[policy.tenant_id] = stored
+
+    def with_escalation(self) -> list[SlaPolicy]:
+        rows = self._read().sla_policies
+        return [rows[t] for t in sorted(rows) if rows[t].escalation_target is not None]
 
 
 class FakeTokenRepository(_Repository):

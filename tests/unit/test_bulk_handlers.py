@@ -9,6 +9,7 @@ from reconrouter.exceptions.v1 import exceptions_pb2_grpc
 from reconrouter.health.v1 import health_pb2_grpc
 from reconrouter.hooks.v1 import hooks_pb2_grpc
 from reconrouter.meta.v1 import meta_pb2_grpc
+from reconrouter.routing.v1 import routing_pb2_grpc
 from reconrouter.targets.v1 import targets_pb2_grpc
 
 from server.bulk.context import SubRequestContext
@@ -34,6 +35,8 @@ GENERATED_ADD_FUNCTIONS = (
     bulk_pb2_grpc.add_BulkServiceServicer_to_server,
     meta_pb2_grpc.add_MetaServiceServicer_to_server,
     hooks_pb2_grpc.add_HooksServiceServicer_to_server,
+    routing_pb2_grpc.add_RoutingRulesServiceServicer_to_server,
+    routing_pb2_grpc.add_SlaPolicyServiceServicer_to_server,
 )
 PRINCIPAL = Principal("t", "tok", frozenset({"exceptions:read"}))
 

@@ -21,6 +21,8 @@ from server.domain.exceptions import ReconException, Severity, Status
 from server.domain.history import Action, HistoryEntry
 from server.domain.idempotency import KeyScope, Policy
 from server.domain.paging import SORT_FIELDS, ExceptionFilter, ExceptionQuery, PageAfter, sort_value
+from server.domain.routing import Conditions, RoutingRule, RuleAction
+from server.domain.sla import DEFAULT_TIERS, SlaPolicy
 from server.domain.targets import StoredTarget
 from server.storage.engine import make_engine
 from server.storage.idempotency import SqlIdempotencyStore
@@ -113,6 +115,57 @@ def test_exception_listing_walks_alike(both, flt):
             u.exceptions.add_many([exception(i) for i in range(30)])
             u.exceptions.add_many([exception(i, "tenant-b") for i in range(30, 36)])
         return [walk(uow, flt, s, d, limit) for s in SORT_FIELDS for d in (False, True) for limit in (1, 7)]
+
+    both(scenario)
+
+
+def test_overdue_and_due_date_walks_alike(both):
+    """Some rows without a due date, some resolved, due dates colliding around `now`."""
+
+    def scenario(uow):
+        now = T0 + timedelta(hours=2)
+        rows = [
+            exception(
+                i,
+                due_at=None if i % 5 == 0 else T0 + timedelta(hours=i % 4),
+                due_at_explicit=i % 2 == 0,
+            )
+            for i in range(30)
+        ]
+        with uow(write=True) as u:
+            u.exceptions.add_many(rows)
+            u.exceptions.add_many([exception(i, "tenant-b", due_at=T0) for i in range(30, 34)])
+        pages = []
+        for flt in (ExceptionFilter(overdue=True), ExceptionFilter(overdue=True, severity=Severity.LOW)):
+            for sort_by in ("due_at", "created_at"):
+                for descending in (False, True):
+                    after = None
+                    while True:
+                        query = ExceptionQuery(flt, sort_by, descending, 4, after, now=now)
+                        with uow(write=False) as u:
+                            page = u.exceptions.list("tenant-a", query)
+                        pages.append([(e.id, e.due_at, e.due_at_explicit) for e in page])
+                        if len(page) <= 4:
+                            break
+                        after = PageAfter(sort_value(page[3], sort_by), page[3].id)
+        with uow(write=True) as u:
+            first = u.exceptions.overdue_unescalated("tenant-a", now, 5)
+            u.exceptions.update_many([replace(e, escalated_at=now) for e in first[:3]])
+        with uow(write=True) as u:
+            second = u.exceptions.overdue_unescalated("tenant-a", now, 50)
+        return pages, walk(uow, ExceptionFilter(), "due_at", False, 6), first, second
+
+    both(scenario)
+
+
+def test_sla_policies_alike(both):
+    def scenario(uow):
+        with uow(write=True) as u:
+            u.sla.put(SlaPolicy("tenant-a", {**DEFAULT_TIERS, Severity.HIGH: 5}, None, "", T0))
+            u.sla.put(SlaPolicy("tenant-b", dict(DEFAULT_TIERS), TargetSystem.WEBHOOK, "sla", T0))
+            u.sla.put(SlaPolicy("tenant-a", {**DEFAULT_TIERS, Severity.LOW: 1}, TargetSystem.JIRA, "Q", T0))
+        with uow(write=False) as u:
+            return u.sla.get("tenant-a"), u.sla.get("tenant-c"), u.sla.with_escalation()
 
     both(scenario)
 
@@ -447,6 +500,57 @@ def test_integration_reads_and_writes_alike(both):
                 u.exceptions.find_by_ticket("tenant-a", "JIRA", "OPS-2"),
                 [d.id for d in u.deliveries.for_exceptions("tenant-a", [IDS[0], IDS[1], IDS[2], "bad"])],
                 u.deliveries.for_exceptions("tenant-a", []),
+            )
+
+    both(scenario)
+
+
+def test_routing_rules_and_generations_alike(both):
+    def make(i: int, tenant: str, priority: int, **conditions: Any) -> RoutingRule:
+        return RoutingRule(
+            id=IDS[i],
+            tenant_id=tenant,
+            name=f"rule {i}",
+            priority=priority,
+            enabled=i % 2 == 0,
+            conditions=Conditions(**conditions),
+            action=RuleAction(TargetSystem.JIRA, "OPS", "alice", Severity.HIGH, "big"),
+            auto_dispatch=i % 3 == 0,
+            created_at=T0 + timedelta(seconds=i),
+            updated_at=T0 + timedelta(seconds=i),
+        )
+
+    def scenario(uow):
+        with uow(write=True) as u:
+            before = u.routing.generation("tenant-a")
+            u.routing.bump_generation("tenant-a")
+            u.routing.bump_generation("tenant-a")
+            u.routing.add(make(1, "tenant-a", 20, severities=frozenset({Severity.LOW})))
+            u.routing.add(make(2, "tenant-a", 10, min_amount=Decimal("1000.5"), currency="USD"))
+            u.routing.add(make(3, "tenant-b", 10, metadata={"k": "v"}, sources=("a", "b"), min_age_hours=3))
+            changed = make(1, "tenant-a", 5, reason_contains="late")
+            replaced = [
+                u.routing.replace(changed),
+                u.routing.replace(replace(changed, tenant_id="tenant-b")),  # another tenant's: absent
+                u.routing.replace(make(9, "tenant-a", 30, min_age_hours=1)),  # no such rule
+            ]
+        with uow(write=True) as u:
+            deleted = [
+                u.routing.delete("tenant-b", IDS[2]),  # another tenant's
+                u.routing.delete("tenant-b", IDS[3]),
+                u.routing.delete("tenant-b", IDS[3]),
+            ]
+            u.routing.bump_generation("tenant-b")
+        with uow(write=False) as u:
+            return (
+                before,
+                replaced,
+                deleted,
+                u.routing.list("tenant-a"),
+                u.routing.list("tenant-b"),
+                u.routing.get("tenant-a", IDS[1]),
+                u.routing.get("tenant-b", IDS[1]),
+                [u.routing.generation(t) for t in ("tenant-a", "tenant-b", "tenant-c")],
             )
 
     both(scenario)

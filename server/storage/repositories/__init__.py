@@ -4,6 +4,8 @@ from server.domain.paging import sort_value
 from server.storage.repositories.deliveries import SqlDeliveryRepository
 from server.storage.repositories.exceptions import SqlExceptionRepository
 from server.storage.repositories.history import SqlHistoryRepository
+from server.storage.repositories.routing import SqlRoutingRuleRepository
+from server.storage.repositories.sla import SqlSlaPolicyRepository
 from server.storage.repositories.targets import SqlTargetRepository
 from server.storage.repositories.tokens import SqlTokenRepository, TokenRow
 
@@ -11,6 +13,8 @@ __all__ = [
     "SqlDeliveryRepository",
     "SqlExceptionRepository",
     "SqlHistoryRepository",
+    "SqlRoutingRuleRepository",
+    "SqlSlaPolicyRepository",
     "SqlTargetRepository",
     "SqlTokenRepository",
     "TokenRow",

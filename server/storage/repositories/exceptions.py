@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -23,6 +25,7 @@ SORT_COLUMNS: dict[str, sa.Column[Any]] = {
     "severity": t.c.severity,
     "status": t.c.status,
     "id": t.c.id,
+    "due_at": t.c.due_at,
 }
 
 # What update_many rewrites: everything but the identity and the creation facts.
@@ -43,6 +46,8 @@ _MUTABLE = (
     "metadata_json",
     "updated_at",
     "occurred_at",
+    "due_at_explicit",
+    "escalated_at",
 )
 
 # executemany UPDATE: the SET clause comes from the parameter keys named like columns; the WHERE
@@ -83,6 +88,8 @@ def _to_row(e: ReconException) -> dict[str, Any]:
         "created_at": e.created_at,
         "updated_at": e.updated_at,
         "occurred_at": e.occurred_at,
+        "due_at_explicit": e.due_at_explicit,
+        "escalated_at": e.escalated_at,
     }
 
 
@@ -107,6 +114,8 @@ def _from_row(r: Row[Any]) -> ReconException:
         resolution_notes=r.resolution_notes,
         resolution_reason=r.resolution_reason,
         metadata=dict(r.metadata_json or {}),
+        due_at_explicit=r.due_at_explicit,
+        escalated_at=r.escalated_at,
     )
 
 
@@ -184,12 +193,37 @@ class SqlExceptionRepository:
             where.append(t.c.created_at >= f.date_from)
         if f.date_to is not None:
             where.append(t.c.created_at < f.date_to)
+        if f.overdue:
+            # Literal, so both planners match the partial index ix_exceptions_tenant_open_due.
+            where.append(t.c.status != sa.literal_column(str(int(Status.RESOLVED))))
+            where.append(t.c.due_at < (query.now or sa.func.current_timestamp()))
+        if query.sort_by == "due_at" and not f.overdue:
+            where.append(t.c.due_at.is_not(None))  # no due date: not in a due-date order
         column = SORT_COLUMNS[query.sort_by]
         if query.after is not None:
             where.append(keyset_after(column, t.c.id, query.sort_by, query.after, query.descending))
         keys = [column] if column is t.c.id else [column, t.c.id]
         order = [k.desc() for k in keys] if query.descending else [k.asc() for k in keys]
         stmt = sa.select(t).where(*where).order_by(*order).limit(query.limit + 1)
+        return [_from_row(r) for r in self._conn.execute(stmt)]
+
+    def overdue_unescalated(self, tenant_id: str, now: datetime, limit: int) -> builtins.list[ReconException]:
+        # Matches the partial index ix_exceptions_tenant_escalation (literal predicate, see list()).
+        stmt = (
+            sa.select(t)
+            .where(
+                t.c.tenant_id == tenant_id,
+                t.c.status != sa.literal_column(str(int(Status.RESOLVED))),
+                t.c.escalated_at.is_(None),
+                t.c.due_at < now,
+            )
+            .order_by(t.c.due_at, t.c.id)
+            .limit(limit)
+        )
+        if self._lock_rows:
+            # Two replicas escalating at once take different rows; a row escalated meanwhile is
+            # re-checked under its lock (escalated_at IS NULL) and left out.
+            stmt = stmt.with_for_update(skip_locked=True)
         return [_from_row(r) for r in self._conn.execute(stmt)]
 
 

@@ -314,6 +314,7 @@ def tied(uow, new_exception):
                 created_at=created,
                 updated_at=created + timedelta(hours=i % 2),
                 occurred_at=created,
+                due_at=T0 + timedelta(hours=i % 3),
             )
         )
     with uow(write=True) as u:

@@ -23,7 +23,7 @@ from server.domain.dispatch import TargetSystem, dispatch_key
 from server.storage import tables
 from server.storage.engine import make_engine
 from server.storage.migrate import alembic_config, current_revision, head_revision, upgrade
-from server.storage.repositories import SqlExceptionRepository
+from server.storage.repositories.exceptions import _to_row
 from server.storage.tables import metadata
 from server.storage.types import UtcDateTime
 from server.storage.uow import SqlUnitOfWorkFactory
@@ -171,6 +171,14 @@ OLD_TARGETS = sa.table(
 )
 
 
+def insert_as_before_0005(conn, items) -> None:
+    """Exceptions as a schema before 0005 holds them (without the SLA columns)."""
+    rows = [_to_row(e) for e in items]
+    for row in rows:
+        del row["due_at_explicit"], row["escalated_at"]
+    conn.execute(sa.insert(tables.exceptions), rows)  # only the columns the rows name
+
+
 def test_0004_moves_dispatch_records_into_deliveries(empty_url):
     upgrade_to(empty_url, "0003")
     assert current_revision(empty_url) == "0003"
@@ -181,7 +189,7 @@ def test_0004_moves_dispatch_records_into_deliveries(empty_url):
     engine = make_engine(empty_url, pool_size=1)
     try:
         with engine.begin() as conn:
-            SqlExceptionRepository(conn).add_many([done, pending])
+            insert_as_before_0005(conn, [done, pending])
             conn.execute(
                 sa.insert(OLD_DISPATCHES),
                 [

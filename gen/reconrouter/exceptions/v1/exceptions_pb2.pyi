@@ -128,7 +128,7 @@ class BatchCreateExceptionsResponse(_message.Message):
     def __init__(self, exceptions: _Optional[_Iterable[_Union[ReconciliationException, _Mapping]]] = ...) -> None: ...
 
 class ListExceptionsRequest(_message.Message):
-    __slots__ = ("status", "severity", "assigned_to", "external_system", "date_from", "date_to", "cursor", "limit", "sort_by", "sort_order")
+    __slots__ = ("status", "severity", "assigned_to", "external_system", "date_from", "date_to", "cursor", "limit", "sort_by", "sort_order", "overdue")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
     ASSIGNED_TO_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class ListExceptionsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     SORT_BY_FIELD_NUMBER: _ClassVar[int]
     SORT_ORDER_FIELD_NUMBER: _ClassVar[int]
+    OVERDUE_FIELD_NUMBER: _ClassVar[int]
     status: ExceptionStatus
     severity: Severity
     assigned_to: str
@@ -149,7 +150,8 @@ class ListExceptionsRequest(_message.Message):
     limit: int
     sort_by: str
     sort_order: str
-    def __init__(self, status: _Optional[_Union[ExceptionStatus, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., assigned_to: _Optional[str] = ..., external_system: _Optional[str] = ..., date_from: _Optional[str] = ..., date_to: _Optional[str] = ..., cursor: _Optional[str] = ..., limit: _Optional[int] = ..., sort_by: _Optional[str] = ..., sort_order: _Optional[str] = ...) -> None: ...
+    overdue: bool
+    def __init__(self, status: _Optional[_Union[ExceptionStatus, str]] = ..., severity: _Optional[_Union[Severity, str]] = ..., assigned_to: _Optional[str] = ..., external_system: _Optional[str] = ..., date_from: _Optional[str] = ..., date_to: _Optional[str] = ..., cursor: _Optional[str] = ..., limit: _Optional[int] = ..., sort_by: _Optional[str] = ..., sort_order: _Optional[str] = ..., overdue: _Optional[bool] = ...) -> None: ...
 
 class ListExceptionsResponse(_message.Message):
     __slots__ = ("items", "next_cursor", "limit", "has_more")

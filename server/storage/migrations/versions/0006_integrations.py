@@ -11,7 +11,7 @@
   (X-Atlassian-Webhook-Identifier; ServiceNow: sys_id + sys_updated_on), so a repeat is applied once.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-07
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from server.storage.types import UtcDateTime
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
