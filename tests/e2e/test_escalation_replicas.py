@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -35,7 +34,7 @@ def test_overdue_exceptions_escalate_once_across_two_replicas(cluster):
     token = cluster.create_token("escalation", list(SCOPES))
     headers = {"Authorization": f"Bearer {token}"}
     with (
-        WebhookReceiver(f"whsec-{uuid.uuid4().hex}") as receiver,
+        WebhookReceiver() as receiver,
         httpx.Client(base_url=cluster.base_url, headers=headers, timeout=30) as http,
     ):
         target = {"url": receiver.url, "secret": receiver.secret}
