@@ -187,7 +187,7 @@ class Metrics:
             self.idempotency.labels("replayed" if replayed == "true" else "executed").inc()
         elif reason in _IDEMPOTENCY_REASONS:
             self.idempotency.labels(_IDEMPOTENCY_REASONS[reason]).inc()
-        elif reason == _RATE_LIMITED and rpc in self._hook_rpcs:
+        if reason == _RATE_LIMITED and rpc in self._hook_rpcs:
             # Refused by the rate limit interceptor after the signature held: the service never saw it.
             self.observe_hook(self._hook_rpcs[rpc], _RATE_LIMITED)
         self.db_pool_checked_out.set(self._pool_checked_out())
