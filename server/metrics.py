@@ -33,6 +33,7 @@ class Metrics:
         self._pool_checked_out = pool_checked_out
         self._hook_rpcs = dict(hook_rpcs or {})
         self._calls_by_outcome: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._cache_events: dict[str, Counter] = {}
         self.calls = Counter(
             "reconrouter_rpc_calls",
             "Finished calls by RPC and outcome code",
@@ -159,7 +160,11 @@ class Metrics:
         self.escalation_backlog.set(count)
 
     def observe_rules_cache(self, event: str) -> None:
-        self.routing_cache.labels(event).inc()
+        # On every routed call: the children are looked up once (labels() checks its arguments).
+        child = self._cache_events.get(event)
+        if child is None:
+            child = self._cache_events[event] = self.routing_cache.labels(event)
+        child.inc()
 
     def observe_hook(self, system: str, outcome: str) -> None:
         self.hook_posts.labels(system, outcome).inc()
