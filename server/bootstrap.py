@@ -140,6 +140,11 @@ class App:
         self.metrics.sample_deliveries(
             by_state, oldest_due_seconds, running, self.dispatch.wait_slots.waiting()
         )
+        # Same cadence, one more short read: a bounded seek of the escalation index per tenant
+        # with an escalation target (docs/routing.md).
+        self.metrics.sample_escalation_backlog(
+            self.dispatch.escalation_backlog(self.settings.escalation_backlog_cap)
+        )
 
     def stop_delivery_worker(self, grace: float) -> None:
         if self.worker is not None:
@@ -207,14 +212,17 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
     uow = SqlUnitOfWorkFactory(engine)
     targets, connectors = _dispatch_parts(settings, uow)
     deliveries = DeliveryService(uow)
-    routing = RoutingService(uow, RulesCache(settings.routing_cache_tenants))
+    methods = load_methods()
     metrics = None
     if metrics_registry is not None:
         pool = engine.pool
         # make_engine's pools are QueuePools (it sets pool_size); no other pool counts checkouts.
         checked_out = pool.checkedout if isinstance(pool, QueuePool) else (lambda: 0)
-        metrics = Metrics(metrics_registry, pool_checked_out=checked_out)
+        hook_rpcs = {name: info.signed_hook for name, info in methods.items() if info.signed_hook}
+        metrics = Metrics(metrics_registry, pool_checked_out=checked_out, hook_rpcs=hook_rpcs)
         count_statements(engine, metrics.observe_statement)
+    cache_observer = metrics.observe_rules_cache if metrics else None
+    routing = RoutingService(uow, RulesCache(settings.routing_cache_tenants, observe=cache_observer))
     dispatch = DispatchService(
         uow,
         targets,
@@ -228,7 +236,7 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
     return App(
         settings=settings,
         engine=engine,
-        methods=load_methods(),
+        methods=methods,
         idempotency=SqlIdempotencyStore(
             uow,
             Policy.of_seconds(settings.idempotency_ttl_seconds, settings.idempotency_lock_timeout_seconds),
@@ -247,7 +255,9 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
             },
         ),
         uow=uow,
-        hooks=HookService(uow, targets, settings.hook_max_body_bytes),
+        hooks=HookService(
+            uow, targets, settings.hook_max_body_bytes, observe=metrics.observe_hook if metrics else None
+        ),
         routing=routing,
         metrics=metrics,
     )

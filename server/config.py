@@ -119,6 +119,9 @@ class Settings:
     # many per tenant per round.
     escalation_poll_seconds: float = 30.0
     escalation_batch: int = 100
+    # The escalation backlog metric counts at most this many exceptions per tenant (a bounded walk
+    # of the partial index each time the delivery queue is sampled).
+    escalation_backlog_cap: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -183,6 +186,7 @@ class Settings:
             "delivery_max_per_tenant",
             "routing_cache_tenants",
             "escalation_batch",
+            "escalation_backlog_cap",
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be at least 1")

@@ -3,7 +3,7 @@ PROMETHEUS_MULTIPROC_DIR and the supervisor serves their sum (prometheus_client 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -12,6 +12,7 @@ from server.domain.delivery import DeliveryState
 
 # Latency buckets in seconds, from a cached read to a slow bulk dispatch.
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_RATE_LIMITED = "RATE_LIMITED"  # the reason of a rate limit refusal (server/domain/errors.py)
 _IDEMPOTENCY_REASONS = {
     "IDEMPOTENCY_KEY_IN_USE": "in_use",
     "IDEMPOTENCY_KEY_REUSED": "reused",
@@ -20,10 +21,19 @@ _IDEMPOTENCY_REASONS = {
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry, pool_checked_out: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        pool_checked_out: Callable[[], int] = lambda: 0,
+        hook_rpcs: Mapping[str, str] | None = None,
+    ) -> None:
+        """hook_rpcs: the signed-hook RPCs (full method name) and the system each receives, so that a
+        hook post the rate limit refused is counted with the others."""
         self.registry = registry
         self._pool_checked_out = pool_checked_out
+        self._hook_rpcs = dict(hook_rpcs or {})
         self._calls_by_outcome: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._cache_events: dict[str, Counter] = {}
         self.calls = Counter(
             "reconrouter_rpc_calls",
             "Finished calls by RPC and outcome code",
@@ -51,6 +61,29 @@ class Metrics:
             "Overdue exceptions escalated by the delivery scheduler",
             registry=registry,
         )
+        # Unresolved exceptions past due and not yet escalated, of the tenants whose SLA policy names
+        # an escalation target: what the next escalation rounds will send (sampled from the database).
+        self.escalation_backlog = Gauge(
+            "reconrouter_escalation_backlog",
+            "Overdue, unresolved, unescalated exceptions of tenants with an escalation target (sampled)",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        # The per-process routing rules cache (docs/routing.md).
+        self.routing_cache = Counter(
+            "reconrouter_routing_rules_cache",
+            "Routing rules cache events: hit (generation unchanged), miss (not held), reload (the "
+            "generation moved), eviction (least recently used tenant dropped)",
+            ["event"],
+            registry=registry,
+        )
+        # Inbound hooks (docs/integrations.md): every post that reaches the server, by outcome.
+        self.hook_posts = Counter(
+            "reconrouter_hook_posts",
+            "Inbound hook posts by system and outcome (receipt status or refusal)",
+            ["system", "outcome"],
+            registry=registry,
+        )
         self.bulk_subrequests = Counter(
             "reconrouter_bulk_subrequests",
             "Sub-requests of /v1/bulk by HTTP status class",
@@ -73,8 +106,8 @@ class Metrics:
         # Durable delivery (docs/delivery.md): the queue, the workers and the waiting dispatch calls.
         self.delivery_attempts = Counter(
             "reconrouter_delivery_attempts",
-            "Delivery attempts by target system and outcome",
-            ["target", "outcome"],
+            "Delivery attempts by target system, kind (dispatch, escalation, resolution) and outcome",
+            ["target", "kind", "outcome"],
             registry=registry,
         )
         self.delivery_attempt_seconds = Histogram(
@@ -110,8 +143,8 @@ class Metrics:
             multiprocess_mode="livesum",
         )
 
-    def observe_attempt(self, target: str, outcome: str, seconds: float) -> None:
-        self.delivery_attempts.labels(target, outcome).inc()
+    def observe_attempt(self, target: str, kind: str, outcome: str, seconds: float) -> None:
+        self.delivery_attempts.labels(target, kind, outcome).inc()
         self.delivery_attempt_seconds.labels(target).observe(seconds)
 
     def sample_deliveries(
@@ -122,6 +155,19 @@ class Metrics:
         self.delivery_oldest_due_seconds.set(oldest_due_seconds)
         self.delivery_attempts_running.set(running)
         self.dispatch_calls_waiting.set(waiting)
+
+    def sample_escalation_backlog(self, count: int) -> None:
+        self.escalation_backlog.set(count)
+
+    def observe_rules_cache(self, event: str) -> None:
+        # On every routed call: the children are looked up once (labels() checks its arguments).
+        child = self._cache_events.get(event)
+        if child is None:
+            child = self._cache_events[event] = self.routing_cache.labels(event)
+        child.inc()
+
+    def observe_hook(self, system: str, outcome: str) -> None:
+        self.hook_posts.labels(system, outcome).inc()
 
     def observe_statement(self) -> None:
         self.db_statements.inc()
@@ -146,4 +192,7 @@ class Metrics:
             self.idempotency.labels("replayed" if replayed == "true" else "executed").inc()
         elif reason in _IDEMPOTENCY_REASONS:
             self.idempotency.labels(_IDEMPOTENCY_REASONS[reason]).inc()
+        if reason == _RATE_LIMITED and rpc in self._hook_rpcs:
+            # Refused by the rate limit interceptor after the signature held: the service never saw it.
+            self.observe_hook(self._hook_rpcs[rpc], _RATE_LIMITED)
         self.db_pool_checked_out.set(self._pool_checked_out())

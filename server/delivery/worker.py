@@ -51,8 +51,8 @@ from server.services.slots import Slots
 
 log = logging.getLogger("reconrouter.delivery")
 
-# (target system, outcome, seconds) per finished attempt: metrics.
-AttemptObserver = Callable[[str, str, float], None]
+# (target system, delivery kind, outcome, seconds) per finished attempt: metrics.
+AttemptObserver = Callable[[str, str, str, float], None]
 # (deliveries by state, age of the oldest due one in seconds, attempts running here): metrics.
 QueueSampler = Callable[[dict[str, int], float, int], None]
 SAMPLE_EVERY_SECONDS = 5.0
@@ -324,7 +324,7 @@ class DeliveryWorker:
         now = self._clock()
         recorded, attempt = outcome_of(delivery, outcome, started, seconds, now, self._schedule)
         if self._observe is not None:
-            self._observe(delivery.target_system.value, attempt.outcome.value, seconds)
+            self._observe(delivery.target_system.value, delivery.kind, attempt.outcome.value, seconds)
         if not self._deliveries.record(self.owner, recorded, attempt):
             log.warning("a delivery's lease was lost during its attempt", extra={"delivery_id": delivery.id})
             return None

@@ -99,6 +99,14 @@ class Delivery:
         return self.key.startswith(RESOLVE_PREFIX)
 
     @property
+    def kind(self) -> str:
+        """What it carries, for metrics: `resolution` (a resolution pushed to a ticket), `escalation`
+        (a ticket the SLA escalation scheduler asked for) or `dispatch` (a ticket a call asked for)."""
+        if self.is_resolution:
+            return "resolution"
+        return "escalation" if self.actor_id == ESCALATION_ACTOR else "dispatch"
+
+    @property
     def finished(self) -> bool:
         return self.state in (DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.CANCELLED)
 
@@ -174,6 +182,8 @@ def ticket_recorded(exception: ReconException, delivery: Delivery) -> tuple[Reco
 
 
 RESOLVE_PREFIX = "resolve:"
+# The actor of escalations in history and deliveries (no token made them; API.md §8).
+ESCALATION_ACTOR = "sla-escalation"
 # Where a resolution is pushed back (MANUAL has no ticket to update).
 RESOLUTION_TARGETS = frozenset({TargetSystem.JIRA, TargetSystem.SERVICENOW, TargetSystem.WEBHOOK})
 

@@ -42,6 +42,11 @@ class ExceptionRepository(Protocol):
         locked in a write unit of work, skipping rows another transaction holds (PostgreSQL)."""
         ...
 
+    def count_overdue_unescalated(self, tenant_id: str, now: datetime, cap: int) -> int:
+        """How many exceptions overdue_unescalated would find, counting no further than `cap` (the
+        escalation backlog metric: a walk of the partial index, bounded)."""
+        ...
+
 
 class HistoryRepository(Protocol):
     def add_many(self, entries: list[HistoryEntry]) -> None: ...

@@ -33,6 +33,7 @@ from typing import Protocol
 from server.domain.auth import Principal
 from server.domain.bulk import BulkOutcome, unique_ids
 from server.domain.delivery import (
+    ESCALATION_ACTOR,
     Attempt,
     AttemptOutcome,
     Delivery,
@@ -537,6 +538,18 @@ class DispatchService:
             self._deliveries.wake()
         return escalated
 
+    def escalation_backlog(self, cap: int = 10_000) -> int:
+        """How many exceptions escalate_overdue would escalate now: overdue, unresolved and never
+        escalated, of the tenants whose SLA policy names an escalation target (the metric sampled
+        with the delivery queue). One bounded seek on ix_exceptions_tenant_escalation per such
+        tenant, counting at most `cap` per tenant, in one read."""
+        now = self._clock()
+        with self._uow(write=False, join=False) as uow:
+            return sum(
+                uow.exceptions.count_overdue_unescalated(policy.tenant_id, now, cap)
+                for policy in uow.sla.with_escalation()
+            )
+
     def wake(self) -> None:
         """Tells this process's delivery workers that deliveries are due now."""
         self._deliveries.wake()
@@ -562,10 +575,6 @@ class DispatchService:
                     self._deliveries.recorded.wait(min(self._poll_seconds, left))
         finally:
             self.wait_slots.give_back(tenant)
-
-
-# The actor of escalations in history and deliveries (no token made them).
-ESCALATION_ACTOR = "sla-escalation"
 
 
 def _delivery_id(plan: _Plan, existing: dict[str, Delivery], key: str) -> str:

@@ -20,6 +20,12 @@ from server.services.resolutions import record_resolutions
 from server.services.targets import TargetService
 
 APPLIED, UNCHANGED, DUPLICATE, IGNORED = "APPLIED", "UNCHANGED", "DUPLICATE", "IGNORED"
+# Refusals, as the metrics name them (the caller sees 401, 413, 429 or 400; docs/integrations.md).
+# RATE_LIMITED is counted by the RPC layer (the rate limit interceptor refuses it, not this service).
+BAD_SIGNATURE, UNKNOWN_HOOK, SECRET_UNREADABLE = "BAD_SIGNATURE", "UNKNOWN_HOOK", "SECRET_UNREADABLE"
+TOO_LARGE, RATE_LIMITED, INVALID = "TOO_LARGE", "RATE_LIMITED", "INVALID"
+# (system, outcome) per post that reached the service: metrics.
+HookObserver = Callable[[str, str], None]
 HOOK_ACTOR_PREFIX = "hook:"
 
 
@@ -36,12 +42,18 @@ class Receipt:
 
 class HookService:
     def __init__(
-        self, uow: UnitOfWorkFactory, targets: TargetService, max_body_bytes: int, clock: Clock = utc_now
+        self,
+        uow: UnitOfWorkFactory,
+        targets: TargetService,
+        max_body_bytes: int,
+        clock: Clock = utc_now,
+        observe: HookObserver | None = None,
     ) -> None:
         self._uow = uow
         self._targets = targets
         self._max_body_bytes = max_body_bytes
         self._clock = clock
+        self._observe: HookObserver = observe or (lambda system, outcome: None)
         # Tells this process's delivery workers that a resolution recorded deliveries.
         self.deliveries_recorded: Callable[[], None] = lambda: None
 
@@ -51,9 +63,11 @@ class HookService:
         nothing about which hook ids exist."""
         target = TargetSystem(system)
         if len(body) > self._max_body_bytes:
+            self._observe(system, TOO_LARGE)
             limit = self._max_body_bytes
             raise PayloadTooLarge(f"the body is larger than HOOK_MAX_BODY_BYTES ({limit} bytes)")
         if target not in HOOK_SYSTEMS or not hook_id or len(hook_id) > 64:
+            self._observe(system, UNKNOWN_HOOK)
             raise Unauthenticated("no such hook")
         try:
             with self._uow(write=False, join=False) as uow:
@@ -61,16 +75,31 @@ class HookService:
         except DomainError as exc:
             if exc.reason != "TARGET_SECRETS_UNREADABLE":
                 raise
+            self._observe(system, SECRET_UNREADABLE)
             raise Unauthenticated("this hook's secret cannot be read; configure the target again") from None
         if config is None or config.target is not target:
+            self._observe(system, UNKNOWN_HOOK)
             raise Unauthenticated("no such hook")
-        verify_signature(config.secret("inbound_secret"), body, signature)
+        try:
+            verify_signature(config.secret("inbound_secret"), body, signature)
+        except Unauthenticated:
+            self._observe(system, BAD_SIGNATURE)
+            raise
         return Principal(config.tenant_id, hook_actor(target), frozenset())
 
     def receive(self, principal: Principal, system: str, body: bytes, headers: Mapping[str, str]) -> Receipt:
         """An authenticated post: parsed, de-duplicated by the system's event id, applied."""
         target = TargetSystem(system)
-        event = parse_event(target, body, {k.lower(): v for k, v in headers.items()})
+        try:
+            event = parse_event(target, body, {k.lower(): v for k, v in headers.items()})
+        except DomainError:
+            self._observe(system, INVALID)
+            raise
+        receipt = self._apply_event(principal, target, event)
+        self._observe(system, receipt.status)
+        return receipt
+
+    def _apply_event(self, principal: Principal, target: TargetSystem, event: HookEvent) -> Receipt:
         now = self._clock()
         with self._uow(write=True) as uow:
             linked = uow.exceptions.find_by_ticket(principal.tenant_id, target.value, event.ticket)

@@ -15,6 +15,7 @@ import builtins
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from server.domain.auth import Principal
@@ -31,16 +32,20 @@ from server.domain.routing import (
 )
 from server.services.clock import Clock, utc_now
 
+CACHE_HIT, CACHE_MISS, CACHE_RELOAD, CACHE_EVICTION = "hit", "miss", "reload", "eviction"
+
 
 class RulesCache:
     """Per tenant: (generation, rules in priority order); at most `max_tenants`, least recently used
     dropped first. Thread-safe; a stale entry is replaced, never used."""
 
-    def __init__(self, max_tenants: int = 1000) -> None:
+    def __init__(self, max_tenants: int = 1000, observe: Callable[[str], None] | None = None) -> None:
         self._max = max(1, max_tenants)
         self._entries: OrderedDict[str, tuple[int, tuple[RoutingRule, ...]]] = OrderedDict()
         self._lock = threading.Lock()
         self.loads = 0  # how many times rules were read from storage (tests, metrics)
+        # Metrics: CACHE_HIT, CACHE_MISS (not held), CACHE_RELOAD (generation moved), CACHE_EVICTION.
+        self._observe = observe or (lambda event: None)
 
     def rules(self, uow: UnitOfWork, tenant_id: str) -> tuple[RoutingRule, ...]:
         generation = uow.routing.generation(tenant_id)
@@ -48,8 +53,15 @@ class RulesCache:
             entry = self._entries.get(tenant_id)
             if entry is not None and entry[0] == generation:
                 self._entries.move_to_end(tenant_id)
-                return entry[1]
+                hit = entry[1]
+            else:
+                hit = None
+        if hit is not None:
+            self._observe(CACHE_HIT)
+            return hit
+        self._observe(CACHE_MISS if entry is None else CACHE_RELOAD)
         rules = tuple(uow.routing.list(tenant_id))
+        evicted = 0
         with self._lock:
             self.loads += 1
             current = self._entries.get(tenant_id)
@@ -59,6 +71,9 @@ class RulesCache:
                 self._entries.move_to_end(tenant_id)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
+                evicted += 1
+        for _ in range(evicted):
+            self._observe(CACHE_EVICTION)
         return rules
 
 

@@ -421,6 +421,9 @@ class FakeExceptionRepository(_Repository):
     def overdue_unescalated(self, tenant_id: str, now: datetime, limit: int) -> list[ReconException]:
         return _overdue_unescalated(self._read().exceptions, tenant_id, now, limit)
 
+    def count_overdue_unescalated(self, tenant_id: str, now: datetime, cap: int) -> int:
+        return len(_overdue_unescalated(self._read().exceptions, tenant_id, now, cap))
+
 
 def _overdue_unescalated(
     rows: dict[str, ReconException], tenant_id: str, now: datetime, limit: int

@@ -8,6 +8,7 @@ import pytest
 
 from server.delivery.schedule import RetrySchedule
 from server.domain.delivery import (
+    ESCALATION_ACTOR,
     MAX_ERROR,
     MAX_REFERENCE,
     Delivery,
@@ -16,6 +17,7 @@ from server.domain.delivery import (
     DeliveryState,
     clean_text,
     is_retryable_status,
+    resolution_key,
 )
 from server.domain.dispatch import TargetSystem
 from server.domain.errors import FailedPrecondition
@@ -39,6 +41,14 @@ def delivery(state: DeliveryState, **fields) -> Delivery:
     }
     values.update(fields)
     return Delivery(**values)
+
+
+def test_the_kind_of_a_delivery_tells_resolutions_and_escalations_from_dispatches():
+    assert delivery(DeliveryState.PENDING).kind == "dispatch"
+    assert delivery(DeliveryState.PENDING, actor_id=ESCALATION_ACTOR).kind == "escalation"
+    resolution = resolution_key(TargetSystem.JIRA, "e-1", "")
+    assert delivery(DeliveryState.PENDING, key=resolution).kind == "resolution"
+    assert delivery(DeliveryState.PENDING, key=resolution, actor_id=ESCALATION_ACTOR).kind == "resolution"
 
 
 # -- states -------------------------------------------------------------------------------------------

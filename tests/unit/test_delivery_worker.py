@@ -80,7 +80,7 @@ class World:
         self.webhook = FakeTarget(TargetSystem.WEBHOOK)
         self.connectors = FakeConnectorFactory(*(targets or (self.webhook,)))
         self.deliveries = DeliveryService(self.uow, clock=self.clock)
-        self.observed: list[tuple[str, str]] = []
+        self.observed: list[tuple[str, str, str]] = []
         values = {"concurrency": 4, "attempt_timeout_seconds": 2.0, "lease_margin_seconds": 1.0}
         values.update(settings)
         self.worker = DeliveryWorker(
@@ -91,7 +91,7 @@ class World:
             RetrySchedule(base_seconds=5, max_wait_seconds=3600, horizon_seconds=HORIZON.total_seconds()),
             WorkerSettings(**values),
             clock=self.clock,
-            observe=lambda target, outcome, seconds: self.observed.append((target, outcome)),
+            observe=lambda target, kind, outcome, seconds: self.observed.append((target, kind, outcome)),
             name="w1",
         )
         self.targets.put(A, "WEBHOOK", WEBHOOK_A)
@@ -188,7 +188,7 @@ def test_a_ticket_delivers_with_the_exception_ticket_and_history(world):
         h for h in world.exceptions.history(A, d.exception_id, "", 0).items if h.action is Action.DISPATCH
     ]
     assert (entry.actor_id, entry.changes["delivery_id"]) == ("tok-a", d.id)
-    assert world.observed == [("WEBHOOK", "DELIVERED")]
+    assert world.observed == [("WEBHOOK", "dispatch", "DELIVERED")]
 
 
 @pytest.mark.parametrize(
@@ -218,7 +218,7 @@ def test_a_refusal_fails_at_once(world, refusal, reason, status):
     world.clock.now = NOW + timedelta(days=2)
     with world.uow(write=True) as u:  # never retried
         assert u.deliveries.claim_due("w2", world.clock(), world.clock(), 10, lambda d: True) == []
-    assert world.observed == [("WEBHOOK", "PERMANENT_ERROR")]
+    assert world.observed == [("WEBHOOK", "dispatch", "PERMANENT_ERROR")]
 
 
 def test_a_retryable_failure_is_scheduled_by_the_backoff_within_the_horizon(world):
@@ -269,7 +269,7 @@ def test_a_timeout_is_logged_as_such_and_the_next_attempt_asks_before_creating(w
     got = world.attempt()
     assert (got.state, got.outcome_unknown) == (DeliveryState.PENDING, True)
     assert world.stored(d).attempts[0].outcome is AttemptOutcome.TIMEOUT
-    assert world.observed == [("WEBHOOK", "TIMEOUT")]
+    assert world.observed == [("WEBHOOK", "dispatch", "TIMEOUT")]
     world.clock.now = got.next_attempt_at
     world.attempt()
     assert [r.check_existing for r in world.webhook.requests] == [False, True]

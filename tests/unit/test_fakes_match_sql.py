@@ -153,7 +153,13 @@ def test_overdue_and_due_date_walks_alike(both):
             u.exceptions.update_many([replace(e, escalated_at=now) for e in first[:3]])
         with uow(write=True) as u:
             second = u.exceptions.overdue_unescalated("tenant-a", now, 50)
-        return pages, walk(uow, ExceptionFilter(), "due_at", False, 6), first, second
+        with uow(write=False) as u:
+            counts = [
+                u.exceptions.count_overdue_unescalated(tenant, now, cap)
+                for tenant in ("tenant-a", "tenant-b")
+                for cap in (2, 1000)
+            ]
+        return pages, walk(uow, ExceptionFilter(), "due_at", False, 6), first, second, counts
 
     both(scenario)
 

@@ -229,6 +229,22 @@ def test_overdue_unresolved_exceptions_escalate_once(r):
     assert r.service.escalate_overdue() == 1 and len(r.history(fresh, Action.ESCALATE)) == 1
 
 
+def test_the_escalation_backlog_counts_what_the_next_rounds_would_escalate(r):
+    SlaService(r.w.uow, r.w.clock).put(A, [("CRITICAL", 1)], "MANUAL", "sla")
+    old = r.w.clock.now - timedelta(hours=2)
+    late = [r.exception(severity=Severity.CRITICAL, occurred_at=old) for _ in range(3)]
+    fresh = r.exception(severity=Severity.CRITICAL)
+    r.exception(principal=B, severity=Severity.CRITICAL, occurred_at=old)  # B has no escalation target
+    assert r.service.escalation_backlog() == 3
+    assert r.service.escalation_backlog(cap=2) == 2  # counted no further than the cap per tenant
+    r.w.exceptions.bulk_resolve(A, late[:1], "done", "")
+    assert r.service.escalation_backlog() == 2
+    assert r.service.escalate_overdue() == 2
+    assert r.service.escalation_backlog() == 0
+    r.w.clock.now += timedelta(hours=2)
+    assert r.service.escalation_backlog() == 1 and r.history(fresh, Action.ESCALATE) == []
+
+
 def test_no_escalation_target_means_no_escalation(r):
     r.exception(severity=Severity.CRITICAL, occurred_at=r.w.clock.now - timedelta(days=3))
     assert r.service.escalate_overdue() == 0

@@ -92,6 +92,23 @@ def test_the_cache_reads_rules_only_after_a_change(world):
     assert len(other.list(A)) == 1
 
 
+def test_the_cache_reports_hits_misses_reloads_and_evictions(world):
+    events: list[str] = []
+    routing = RoutingService(world.uow, RulesCache(max_tenants=1, observe=events.append), world.clock)
+    routing.create(A, rule_input(10))
+    routing.list(A)
+    routing.list(A)
+    assert events == ["miss", "hit"]
+    routing.create(A, rule_input(11))  # the generation moves
+    routing.list(A)
+    assert events[-1] == "reload"
+    routing.list(B)  # a second tenant in a one-tenant cache pushes the first out
+    assert events[-2:] == ["miss", "eviction"]
+    routing.list(A)
+    assert events[-2:] == ["miss", "eviction"]
+    assert (events.count("hit"), routing.cache.loads) == (1, 4)
+
+
 def test_evaluate_explains_every_rule(world):
     new = NewException("txn", severity=Severity.HIGH, amount="50.00", currency="USD")
     e = world.exceptions.create(A, new)

@@ -208,23 +208,28 @@ class SqlExceptionRepository:
         return [_from_row(r) for r in self._conn.execute(stmt)]
 
     def overdue_unescalated(self, tenant_id: str, now: datetime, limit: int) -> builtins.list[ReconException]:
-        # Matches the partial index ix_exceptions_tenant_escalation (literal predicate, see list()).
-        stmt = (
-            sa.select(t)
-            .where(
-                t.c.tenant_id == tenant_id,
-                t.c.status != sa.literal_column(str(int(Status.RESOLVED))),
-                t.c.escalated_at.is_(None),
-                t.c.due_at < now,
-            )
-            .order_by(t.c.due_at, t.c.id)
-            .limit(limit)
-        )
+        where = _overdue_unescalated(tenant_id, now)
+        stmt = sa.select(t).where(*where).order_by(t.c.due_at, t.c.id).limit(limit)
         if self._lock_rows:
             # Two replicas escalating at once take different rows; a row escalated meanwhile is
             # re-checked under its lock (escalated_at IS NULL) and left out.
             stmt = stmt.with_for_update(skip_locked=True)
         return [_from_row(r) for r in self._conn.execute(stmt)]
+
+    def count_overdue_unescalated(self, tenant_id: str, now: datetime, cap: int) -> int:
+        # The inner LIMIT bounds the walk of the partial index (PostgreSQL: an index-only scan).
+        inner = sa.select(t.c.id).where(*_overdue_unescalated(tenant_id, now)).limit(cap).subquery()
+        return int(self._conn.execute(sa.select(sa.func.count()).select_from(inner)).scalar() or 0)
+
+
+def _overdue_unescalated(tenant_id: str, now: datetime) -> list[sa.ColumnElement[bool]]:
+    # Matches the partial index ix_exceptions_tenant_escalation (literal predicate, see list()).
+    return [
+        t.c.tenant_id == tenant_id,
+        t.c.status != sa.literal_column(str(int(Status.RESOLVED))),
+        t.c.escalated_at.is_(None),
+        t.c.due_at < now,
+    ]
 
 
 # Conformance: mypy checks the adapter against the protocol it implements (nothing runs).

@@ -86,3 +86,14 @@ def test_the_due_date_order_walks_its_index(engine, uow, filled):
 def test_the_escalation_seek_uses_its_partial_index(engine, uow, filled):
     plan = plan_of(engine, uow, lambda u: u.exceptions.overdue_unescalated("tenant-a", NOW, 100))
     assert_walks(plan, "ix_exceptions_tenant_escalation", engine)
+
+
+def test_the_escalation_backlog_count_uses_the_same_partial_index(engine, uow, filled):
+    # The metric's count is bounded and seeks the index range: no scan of the tenant's rows.
+    plan = plan_of(engine, uow, lambda u: u.exceptions.count_overdue_unescalated("tenant-a", NOW, 10_000))
+    assert_walks(plan, "ix_exceptions_tenant_escalation", engine)
+    with uow(write=False) as u:
+        overdue = [e for e in filled if e.status is not Status.RESOLVED and e.due_at < NOW]
+        assert u.exceptions.count_overdue_unescalated("tenant-a", NOW, 10_000) == len(overdue) > 3
+        assert u.exceptions.count_overdue_unescalated("tenant-a", NOW, 3) == 3
+        assert u.exceptions.count_overdue_unescalated("tenant-b", NOW, 10_000) == 0
