@@ -427,10 +427,14 @@ def _constrain_sub_requests(builder: SchemaBuilder, paths: dict[str, dict[str, A
     for method in HTTP_METHODS:
         if method not in by_method:
             continue
-        names: list[Any] = [method, method.lower(), *([""] if method == "GET" else [])]
+        # GET is the default: also "" and null (JSON null leaves the field unset).
+        names: list[Any] = [method, method.lower(), *(["", None] if method == "GET" else [])]
         url = rf"^/?({'|'.join(sorted(by_method[method]))})(\?[^#@\s]*)?$"
         method_schema: Schema = {"enum": names}
-        choice: Schema = {"properties": {"method": method_schema, "url": {"pattern": url}}}
+        choice: Schema = {
+            "required": ["method"],
+            "properties": {"method": method_schema, "url": {"pattern": url}},
+        }
         if method == "GET":
             choice = {
                 "anyOf": [choice, {"not": {"required": ["method"]}, "properties": {"url": {"pattern": url}}}]

@@ -188,35 +188,49 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     _ROUTING + "SlaEscalation": ("target_system",),
 }
 
-# Rules between fields: `amount` needs `currency` (validate_new_exception).
-DEPENDENT_REQUIRED: dict[str, dict[str, list[str]]] = {
-    _EXCEPTIONS + "CreateExceptionRequest": {"amount": ["currency"]},
-}
+
+def _given(name: str, **value: Any) -> Schema:
+    """The field is there and not null (JSON null leaves a field unset), with `value`'s keywords."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}, **value}}}
 
 
-def _given(name: str, json_name: str, **value: Any) -> list[Schema]:
-    """The field is given (either spelling), and with `value`'s keywords (e.g. not empty)."""
-    del json_name  # request bodies are documented in the proto spelling only
-    return [{"required": [name], "properties": {name: {"not": {"type": "null"}, **value}}}]
+def _implies(first: Schema, second: Schema) -> Schema:
+    return {"anyOf": [{"not": first}, second]}
 
 
-# Rules between fields of one message, beyond `required` (domain.routing._conditions): a rule needs
-# at least one condition (an empty list or text does not count), and min_amount and currency come
-# together.
-MESSAGE_RULES: dict[str, Schema] = {
-    _ROUTING + "RuleConditions": {
-        "anyOf": [
-            *_given("severities", "severities", minItems=1),
-            *_given("min_amount", "minAmount"),
-            *_given("currency", "currency"),
-            *_given("min_age_hours", "minAgeHours"),
-            *_given("sources", "sources", minItems=1),
-            *_given("reason_contains", "reasonContains", minLength=1),
-            *_given("metadata", "metadata", minProperties=1),
-        ],
-        "dependentRequired": {"min_amount": ["currency"]},
-        "dependentSchemas": {"currency": {"anyOf": _given("min_amount", "minAmount")}},
+_TEXT = {"type": "string", "pattern": NOT_BLANK}  # some character other than white space
+
+# Rules between fields of one message, beyond `required`.
+MESSAGE_RULES: dict[str, list[Schema]] = {
+    # validate_new_exception: an amount needs its currency.
+    _EXCEPTIONS + "CreateExceptionRequest": [_implies(_given("amount"), _given("currency"))],
+    # services.dispatch: a queue only with a target system (without one, the routing rule sets it).
+    **{
+        _EXCEPTIONS + message: [_implies(_given("queue", **_TEXT), _given("target_system"))]
+        for message in ("DispatchExceptionRequest", "BulkDispatchExceptionsRequest")
     },
+    # domain.routing._conditions: at least one condition (an empty list or text does not count);
+    # min_amount and currency come together.
+    _ROUTING + "RuleConditions": [
+        {
+            "anyOf": [
+                _given("severities", minItems=1),
+                _given("min_amount"),
+                _given("currency"),
+                _given("min_age_hours"),
+                _given("sources", minItems=1),
+                _given("reason_contains", minLength=1),
+                _given("metadata", minProperties=1),
+            ]
+        },
+        _implies(_given("min_amount"), _given("currency")),
+        _implies(_given("currency"), _given("min_amount")),
+    ],
+    # domain.routing._action: a severity comes with its reason, a reason only with a severity.
+    _ROUTING + "RuleAction": [
+        _implies(_given("severity"), _given("severity_reason", **_TEXT)),
+        _implies(_given("severity_reason", minLength=1), _given("severity")),
+    ],
 }
 
 
@@ -241,8 +255,6 @@ def message_constraints(message: str) -> Schema:
     schema: Schema = {}
     if REQUIRED.get(message):
         schema["required"] = list(REQUIRED[message])
-    if message in DEPENDENT_REQUIRED:
-        schema["dependentRequired"] = DEPENDENT_REQUIRED[message]
     if message in MESSAGE_RULES:
-        schema.setdefault("allOf", []).append(MESSAGE_RULES[message])
+        schema["allOf"] = list(MESSAGE_RULES[message])
     return schema

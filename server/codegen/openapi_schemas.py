@@ -101,6 +101,9 @@ class SchemaBuilder:
             field_schema = self.field(field, output=output)
             if not output:
                 field_schema = constrained(field_schema, message.full_name, field.name)
+            if not output and field.is_repeated and not is_map(field) and "items" in field_schema:
+                # The transcoder also reads a single value as a list of one.
+                field_schema = _one_or_list(field_schema)
             if not output and field.name not in required_input:
                 field_schema = _nullable(field_schema)
             if not output and field.json_name != field.name:
@@ -179,6 +182,14 @@ class SchemaBuilder:
                 inner = {"type": ["string", "integer"]}
             return inner
         return dict(_WELL_KNOWN[message.full_name])
+
+
+def _one_or_list(schema: Schema) -> Schema:
+    description = schema.get("description")
+    listed = {k: v for k, v in schema.items() if k != "description"}
+    one: Schema = {**schema["items"]}
+    either: Schema = {"anyOf": [listed, one]}
+    return {**either, "description": description} if description else either
 
 
 def _nullable(schema: Schema) -> Schema:
