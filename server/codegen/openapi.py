@@ -397,7 +397,10 @@ def build_document(descriptor_set: bytes) -> dict[str, Any]:
             "accepts lowerCamelCase too; enums are their names; every error is a google.rpc.Status.",
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": s, **({"description": comments[s]} if s in comments else {})} for s in services],
+        "tags": [
+            {"name": s, "description": comments.get(s) or f"The REST bindings of the gRPC service `{s}`."}
+            for s in services
+        ],
         "paths": {path: paths[path] for path in sorted(paths)},
         "components": components,
     }
@@ -431,14 +434,9 @@ def _constrain_sub_requests(builder: SchemaBuilder, paths: dict[str, dict[str, A
         names: list[Any] = [method, method.lower(), *(["", None] if method == "GET" else [])]
         url = rf"^/?({'|'.join(sorted(by_method[method]))})(\?[^#@\s]*)?$"
         method_schema: Schema = {"enum": names}
-        choice: Schema = {
-            "required": ["method"],
-            "properties": {"method": method_schema, "url": {"pattern": url}},
-        }
-        if method == "GET":
-            choice = {
-                "anyOf": [choice, {"not": {"required": ["method"]}, "properties": {"url": {"pattern": url}}}]
-            }
+        choice: Schema = {"properties": {"method": method_schema, "url": {"pattern": url}}}
+        if method != "GET":  # an absent method means GET
+            choice["required"] = ["method"]
         choices.append(choice)
     schema = builder.components[name]
     schema["required"] = ["url"]
