@@ -27,10 +27,12 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 
-from server.codegen.openapi_constraints import constrained
+from server.bulk.references import ID_PATTERN
+from server.codegen.openapi_constraints import REQUIRED, constrained
 from server.codegen.openapi_schemas import Comments, Schema, SchemaBuilder
 from server.contract.json_rules import STRING_FORM_MESSAGES, containing_type, is_map, message_type
 from server.contract.methods import HttpBinding, MethodInfo, load_descriptor_set, methods_of_descriptor_set
+from server.contract.routes import HTTP_METHODS
 from server.domain import idempotency
 
 OPENAPI_VERSION = "3.1.0"
@@ -129,6 +131,12 @@ def _query_fields(
 
 def _parameter(builder: SchemaBuilder, name: str, where: str, field: FieldDescriptor, **extra) -> Schema:
     schema = constrained(builder.field(field, output=False), containing_type(field).full_name, field.name)
+    if where == "query" and schema.get("format") == "date-time":
+        # An empty query value leaves the field unset (the transcoder), so "" is accepted too.
+        schema = {
+            **{k: v for k, v in schema.items() if k != "format"},
+            "anyOf": [{"format": "date-time"}, {"maxLength": 0}],
+        }
     description = schema.pop("description", None)
     parameter: Schema = {"name": name, "in": where, "schema": schema, **extra}
     if description:
@@ -176,7 +184,8 @@ def _common_components() -> dict[str, Any]:
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": False,
-                "description": "Read when X-Idempotency-Key is absent.",
+                "description": "Read when X-Idempotency-Key is absent; refused (400) when "
+                "malformed even then.",
                 "schema": {"type": "string", "pattern": KEY_PATTERN},
             },
         },
@@ -321,6 +330,8 @@ def _operation(
         operation["x-required-scope"] = rpc.required_scope
     if rpc.idempotency_key_required:
         operation["x-idempotency-key-required"] = True
+    if rpc.signed_hook:
+        operation["x-signed-hook"] = True
     if binding.body:
         schema = (
             builder.ref(request, output=False, skip=frozenset(bound))
@@ -328,7 +339,8 @@ def _operation(
             else builder.field(request.fields_by_name[binding.body], output=False)
         )
         operation["requestBody"] = {
-            "required": False,
+            # Required when the message has a required field (no body leaves it out).
+            "required": binding.body == "*" and bool(REQUIRED.get(request.full_name)),
             "description": "JSON; unknown fields are ignored. Field names in snake_case or lowerCamelCase.",
             "content": {"application/json": {"schema": schema}},
         }
@@ -355,6 +367,7 @@ def build_document(descriptor_set: bytes) -> dict[str, Any]:
             if verb in paths.setdefault(path, {}):
                 raise ValueError(f"{binding.verb} {path} is bound twice")
             paths[path][verb] = operation
+    _constrain_sub_requests(builder, paths)
     # The error model: google.rpc.Status and the detail messages the service puts in it.
     # `details` is any of the four the service (and Envoy) puts there, each with its "@type".
     builder.ref(pool.FindMessageTypeByName("google.rpc.Status"), output=True)
@@ -384,10 +397,52 @@ def build_document(descriptor_set: bytes) -> dict[str, Any]:
             "accepts lowerCamelCase too; enums are their names; every error is a google.rpc.Status.",
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": s, **({"description": comments[s]} if s in comments else {})} for s in services],
+        "tags": [
+            {"name": s, "description": comments.get(s) or f"The REST bindings of the gRPC service `{s}`."}
+            for s in services
+        ],
         "paths": {path: paths[path] for path in sorted(paths)},
         "components": components,
     }
+
+
+def _constrain_sub_requests(builder: SchemaBuilder, paths: dict[str, dict[str, Any]]) -> None:
+    """A /v1/bulk sub-request names a route of this API (server/bulk/envelope.py): its url matches
+    one of the paths (a leading '/' optional, a query allowed) for its method, never /v1/bulk itself
+    nor a signed hook. A variable's value is one segment that is not a dot segment and holds no
+    `@` (a reference `@{id.field}` must name a request of the batch, which no schema can check)."""
+    name = "reconrouter.bulk.v1.SubRequestInput"
+    if name not in builder.components:
+        return
+    by_method: dict[str, list[str]] = {}
+    for path, item in paths.items():
+        for verb, operation in item.items():
+            if operation.get("x-grpc-method", "").startswith("/reconrouter.bulk.") or operation.get(
+                "x-signed-hook"
+            ):
+                continue
+            segments = "/".join(
+                r"[^/?#@.\s][^/?#@\s]*" if part.startswith("{") else re.escape(part)
+                for part in path.strip("/").split("/")
+            )
+            by_method.setdefault(verb.upper(), []).append(segments)
+    choices = []
+    for method in HTTP_METHODS:
+        if method not in by_method:
+            continue
+        # GET is the default: also "" and null (JSON null leaves the field unset).
+        names: list[Any] = [method, method.lower(), *(["", None] if method == "GET" else [])]
+        url = rf"^/?({'|'.join(sorted(by_method[method]))})(\?[^#@\s]*)?$"
+        method_schema: Schema = {"enum": names}
+        choice: Schema = {"properties": {"method": method_schema, "url": {"pattern": url}}}
+        if method != "GET":  # an absent method means GET
+            choice["required"] = ["method"]
+        choices.append(choice)
+    schema = builder.components[name]
+    schema["required"] = ["url"]
+    schema["properties"]["url"] = {**schema["properties"]["url"], "type": "string"}
+    schema["properties"]["id"] = {**schema["properties"]["id"], "pattern": f"^({ID_PATTERN.pattern})?$"}
+    schema.setdefault("allOf", []).append({"anyOf": choices})
 
 
 def render(document: dict[str, Any]) -> str:

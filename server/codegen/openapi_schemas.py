@@ -19,7 +19,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from server.codegen.openapi_constraints import NO_NUL, constrained, message_constraints
+from server.codegen.openapi_constraints import NO_NUL, REQUIRED, constrained, message_constraints
 from server.contract.json_rules import (
     FLOAT_TYPES,
     INT32_TYPES,
@@ -94,17 +94,29 @@ class SchemaBuilder:
     def _object(self, message: Descriptor, *, output: bool, skip: frozenset[str] = frozenset()) -> Schema:
         properties: dict[str, Schema] = {}
         required: list[str] = []
+        required_input = set(REQUIRED.get(message.full_name, ()))
         for field in message.fields:
             if field.name in skip:
                 continue
             field_schema = self.field(field, output=output)
             if not output:
                 field_schema = constrained(field_schema, message.full_name, field.name)
+            if not output and field.is_repeated and not is_map(field) and "items" in field_schema:
+                # The transcoder also reads a single value as a list of one.
+                field_schema = _one_or_list(field_schema)
+            if not output and field.name not in required_input:
+                field_schema = _nullable(field_schema)
+            if not output and field.json_name != field.name:
+                # One spelling per field, as for query parameters: a body naming a field twice
+                # (both spellings) is merged by the transcoder in ways no schema can state.
+                also = f"Also accepted as `{field.json_name}`."
+                field_schema = {
+                    **field_schema,
+                    "description": f"{field_schema.get('description', '')}\n\n{also}".strip(),
+                }
             properties[field.name] = field_schema
             if output and not field.has_presence:
                 required.append(field.name)  # always printed ([] / {} / "" / 0 / the zero enum)
-            if not output and field.json_name != field.name:
-                properties[field.json_name] = {**field_schema, "description": f"Same as `{field.name}`."}
         # Requests: unknown fields are ignored by the transcoder, so the document does not forbid them.
         schema: Schema = {"type": "object", "properties": properties}
         if output:
@@ -116,8 +128,10 @@ class SchemaBuilder:
         if required:
             schema["required"] = required
         if not output:
-            spellings = {f.name: f.json_name for f in message.fields if f.name not in skip}
-            schema.update(message_constraints(message.full_name, spellings))
+            schema.update(message_constraints(message.full_name))
+            exclusive = _exclusive_members(message, skip)
+            if exclusive:
+                schema.setdefault("allOf", []).extend(exclusive)
         description = self.comments.get(message.full_name)
         if description:
             schema["description"] = description
@@ -142,14 +156,20 @@ class SchemaBuilder:
         if kind == FieldDescriptor.TYPE_MESSAGE or kind == FieldDescriptor.TYPE_GROUP:
             return self.ref(message_type(field), output=output)
         if kind == FieldDescriptor.TYPE_ENUM:
-            return self.enum(field)
+            return self.enum(field, output=output)
         return scalar_schema(kind, output=output)
 
-    def enum(self, field: FieldDescriptor) -> Schema:
+    def enum(self, field: FieldDescriptor, *, output: bool) -> Schema:
         enum = enum_type(field)
         if enum.full_name == "google.protobuf.NullValue":
             return {"type": "null"}
         schema: Schema = {"type": "string", "enum": [v.name for v in enum.values]}
+        if not output:
+            # The transcoder also reads a value's number (body and query): both are stated.
+            schema = {
+                "type": ["string", "integer"],
+                "enum": [v.name for v in enum.values] + [v.number for v in enum.values],
+            }
         description = self.comments.get(enum.full_name)
         if description:
             schema["description"] = description
@@ -162,6 +182,45 @@ class SchemaBuilder:
                 inner = {"type": ["string", "integer"]}
             return inner
         return dict(_WELL_KNOWN[message.full_name])
+
+
+def _one_or_list(schema: Schema) -> Schema:
+    description = schema.get("description")
+    listed = {k: v for k, v in schema.items() if k != "description"}
+    one: Schema = {**schema["items"]}
+    either: Schema = {"anyOf": [listed, one]}
+    return {**either, "description": description} if description else either
+
+
+def _nullable(schema: Schema) -> Schema:
+    """JSON null sets a field to its default (protobuf's JSON mapping): accepted wherever a field
+    may be left out."""
+    if schema.get("type") == "null" or "$ref" in schema or "type" not in schema:
+        if schema.get("type") == "null" or not schema or set(schema) <= {"description"}:
+            return schema
+        description = schema.get("description")
+        inner = {k: v for k, v in schema.items() if k != "description"}
+        nullable: Schema = {"anyOf": [inner, {"type": "null"}]}
+        return {**nullable, "description": description} if description else nullable
+    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    merged = {**schema, "type": [*kinds, "null"]}
+    if "enum" in merged:
+        merged["enum"] = [*merged["enum"], None]
+    return merged
+
+
+def _exclusive_members(message: Descriptor, skip: frozenset[str]) -> list[Schema]:
+    """At most one member of a real oneof: the transcoder refuses a body that sets two ("has a value
+    that is not valid for its type"). A proto3 `optional` field is a oneof of its own: nothing to say."""
+    rules: list[Schema] = []
+    for oneof in message.oneofs:
+        if len(oneof.fields) < 2:
+            continue
+        names = [field.name for field in oneof.fields if field.name not in skip]
+        for i, first in enumerate(names):
+            for second in names[i + 1 :]:
+                rules.append({"not": {"required": [first, second]}})
+    return rules
 
 
 def scalar_schema(kind: int, *, output: bool) -> Schema:

@@ -18,6 +18,8 @@ from server.domain.errors import Conflict, FailedPrecondition, FieldViolation, I
 
 # The field an invalid key's error names (the header; Idempotency-Key is read when it is absent).
 KEY_HEADER = "X-Idempotency-Key"
+ALTERNATIVE_HEADER = "Idempotency-Key"
+_KEY_RULE = "must be 1-255 characters of A-Z, a-z, 0-9, ':', '_' and '-'"
 KEY_PATTERN = r"[A-Za-z0-9:_-]{1,255}"
 _KEY = re.compile(KEY_PATTERN)
 
@@ -129,13 +131,21 @@ def parse_key(primary: str | None, alternative: str | None, *, required: bool = 
     A header that is present but empty is a malformed key, not an absent one: the caller meant to
     send a key, and running the call unprotected would hide that bug.
     """
+    if primary is not None and alternative is not None and not _KEY.fullmatch(alternative):
+        # Both sent: X-Idempotency-Key is the key, but a malformed second one is still the caller's
+        # bug, refused as when it is the only one (the OpenAPI document states one pattern for both).
+        raise InvalidArgument(
+            f"{ALTERNATIVE_HEADER}: {_KEY_RULE}",
+            reason="INVALID_IDEMPOTENCY_KEY",
+            violations=(FieldViolation(ALTERNATIVE_HEADER, _KEY_RULE),),
+        )
     raw = primary if primary is not None else alternative
     if raw is None:
         if required:
             raise _invalid_key("is required on this route")
         return None
     if not _KEY.fullmatch(raw):  # fullmatch: `$` would let a trailing newline through
-        raise _invalid_key("must be 1-255 characters of A-Z, a-z, 0-9, ':', '_' and '-'")
+        raise _invalid_key(_KEY_RULE)
     return raw
 
 

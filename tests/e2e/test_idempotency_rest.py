@@ -160,6 +160,18 @@ def test_a_malformed_key_is_400_invalid_idempotency_key(api, db, header, bad):
     assert rows_with(db, txn) == 0
 
 
+def test_a_malformed_second_header_is_refused_even_beside_a_good_one(api, db):
+    txn = unique("txn")
+    headers = {"X-Idempotency-Key": unique("good"), "Idempotency-Key": "has space"}
+    response = api.post("/v1/exceptions", json={"transaction_id": txn}, headers=headers)
+    assert response.status_code == 400
+    assert error_reason(response) == "INVALID_IDEMPOTENCY_KEY"
+    assert "Idempotency-Key" in response.json()["message"]
+    assert rows_with(db, txn) == 0
+    both_good = {"X-Idempotency-Key": unique("good"), "Idempotency-Key": unique("other")}
+    assert api.post("/v1/exceptions", json={"transaction_id": txn}, headers=both_good).status_code == 200
+
+
 def test_without_a_key_a_request_simply_runs(api, db):
     txn = unique("txn")
     one = post(api, "/v1/exceptions", {"transaction_id": txn})

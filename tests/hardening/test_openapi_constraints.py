@@ -9,6 +9,7 @@ import uuid
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
 CREATE = "/v1/exceptions"
 
@@ -61,9 +62,11 @@ def test_create_max_lengths(doc, client, field):
     _accepted_and_refused(client, {**base, field: "x" * limit}, {**base, field: "x" * (limit + 1)}, field)
 
 
-def test_create_requires_a_transaction_id_in_either_spelling(doc, client):
+def test_create_requires_a_transaction_id(doc, client):
     schema = _create_input(doc)
-    assert schema["anyOf"] == [{"required": ["transaction_id"]}, {"required": ["transactionId"]}]
+    # Documented by its proto name; the lowerCamelCase one (named in the description) works too.
+    assert schema["required"] == ["transaction_id"]
+    assert client.post(CREATE, json={"transaction_id": "snake"}).status_code == 200
     assert client.post(CREATE, json={"transactionId": "camel"}).status_code == 200
     missing = client.post(CREATE, json={"reason": "no id"})
     assert missing.status_code == 400 and "transaction_id" in _violations(missing)
@@ -101,8 +104,14 @@ def test_bulk_assign_and_resolve_need_their_text(doc, client):
 def test_list_dates_are_date_times(doc, client):
     parameters = doc["paths"]["/v1/exceptions"]["get"]["parameters"]
     query = {p["name"]: p["schema"] for p in parameters if "name" in p}
-    assert query["date_from"]["format"] == query["date_to"]["format"] == "date-time"
+    # A date-time, or empty (an empty query value leaves the field unset).
+    assert (
+        query["date_from"]["anyOf"]
+        == query["date_to"]["anyOf"]
+        == [{"format": "date-time"}, {"maxLength": 0}]
+    )
     assert client.get(CREATE, params={"date_from": "2026-01-31T00:00:00Z"}).status_code == 200
+    assert client.get(CREATE, params={"date_from": ""}).status_code == 200
     bad = client.get(CREATE, params={"date_from": "last tuesday"})
     assert bad.status_code == 400 and "date_from" in _violations(bad)
 
@@ -117,13 +126,20 @@ def test_target_paths_name_one_of_the_target_systems(doc, client):
 
 def test_create_amount_currency_patterns_and_dependency(doc, client):
     schema = _create_input(doc)
-    assert schema["dependentRequired"] == {"amount": ["currency"]}
+    # An amount (not null) needs a currency (not null); the rule is checked as JSON Schema here.
+    [rule] = schema["allOf"]
+    validator = Draft202012Validator(rule)
+    assert validator.is_valid({"amount": "1", "currency": "EUR"}) and validator.is_valid({"amount": None})
+    assert not validator.is_valid({"amount": "1"}) and not validator.is_valid(
+        {"amount": "1", "currency": None}
+    )
     base = {"transaction_id": "txn-money"}
     ok = {**base, "amount": "1" * 18 + ".1234", "currency": "EUR"}
     _accepted_and_refused(client, ok, {**ok, "amount": "1" * 19}, "amount")
     _accepted_and_refused(client, ok, {**ok, "amount": "1.12345"}, "amount")
     _accepted_and_refused(client, ok, {**ok, "currency": "eur"}, "currency")
     _accepted_and_refused(client, ok, {**base, "amount": "10.00"}, "currency")
+    _accepted_and_refused(client, ok, {**base, "amount": "10.00", "currency": None}, "currency")
 
 
 def test_create_metadata_limits(doc, client):
@@ -173,8 +189,13 @@ def test_uuid_path_ids_and_bulk_id_counts(doc, client):
     assert refused.status_code == 400 and "exception_id" in _violations(refused)
 
     assign = _component(doc, "reconrouter.exceptions.v1.BulkAssignExceptionsRequestInput")
-    ids = assign["properties"]["exception_ids"]
-    assert ids["items"]["format"] == "uuid"
+    # A list, or one id alone (the transcoder reads a single value as a list of one).
+    ids, one = assign["properties"]["exception_ids"]["anyOf"]
+    assert ids["items"]["format"] == one["format"] == "uuid"
+    single = client.post(
+        "/v1/exceptions/bulk/assign", json={"exception_ids": str(uuid.uuid4()), "assignee": "a"}
+    )
+    assert single.status_code == 200, single.text
     most = [str(uuid.uuid4()) for _ in range(ids["maxItems"])]
     ok = client.post("/v1/exceptions/bulk/assign", json={"exception_ids": most, "assignee": "a"})
     assert ok.status_code == 200, ok.text

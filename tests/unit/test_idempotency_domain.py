@@ -42,6 +42,9 @@ def test_malformed_keys_are_400_invalid_idempotency_key(key):
 def test_the_alternative_header_counts_only_when_the_first_is_absent():
     assert parse_key(None, "alt") == "alt"
     assert parse_key("main", "alt") == "main"
+    with pytest.raises(InvalidArgument) as refused:
+        parse_key("main", "not a key")  # the second header is not read, but a malformed one is a bug
+    assert refused.value.violations[0].field == "Idempotency-Key"
     assert parse_key(None, None) is None
     with pytest.raises(InvalidArgument):
         parse_key("", "alt")  # present but empty is a broken key, not a missing one
