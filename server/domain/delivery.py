@@ -93,6 +93,34 @@ class Delivery:
     lease_expires_at: datetime | None = None
     attempts: tuple[Attempt, ...] = ()
 
+    @classmethod
+    def due_now(
+        cls,
+        tenant_id: str,
+        key: str,
+        exception_id: str,
+        target: TargetSystem,
+        queue: str,
+        actor_id: str,
+        now: datetime,
+        external_reference: str | None = None,
+    ) -> Delivery:
+        """A new delivery, PENDING and due at once (a dispatch's, or a resolution's)."""
+        return cls(
+            id=str(uuid.uuid4()),
+            tenant_id=tenant_id,
+            key=key,
+            exception_id=exception_id,
+            target_system=target,
+            queue=queue,
+            state=DeliveryState.PENDING,
+            created_at=now,
+            updated_at=now,
+            actor_id=actor_id,
+            next_attempt_at=now,
+            external_reference=external_reference,
+        )
+
     @property
     def is_resolution(self) -> bool:
         """Pushes a resolution to the ticket (API.md §9) instead of creating one."""
@@ -217,18 +245,14 @@ def resolution_deliveries(
         ):
             continue
         made.append(
-            Delivery(
-                id=str(uuid.uuid4()),
-                tenant_id=exception.tenant_id,
-                key=resolution_key(d.target_system, exception.id, d.queue),
-                exception_id=exception.id,
-                target_system=d.target_system,
-                queue=d.queue,
-                state=DeliveryState.PENDING,
-                created_at=now,
-                updated_at=now,
-                actor_id=actor_id,
-                next_attempt_at=now,
+            Delivery.due_now(
+                exception.tenant_id,
+                resolution_key(d.target_system, exception.id, d.queue),
+                exception.id,
+                d.target_system,
+                d.queue,
+                actor_id,
+                now,
                 external_reference=d.external_reference,
             )
         )

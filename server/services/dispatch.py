@@ -25,7 +25,6 @@ history, as before.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -343,18 +342,8 @@ class DispatchService:
             elif exception.status is Status.RESOLVED:
                 plan.results[eid] = FailedPrecondition("exception is resolved", reason="INVALID_STATE")
             elif delivery is None:
-                delivery = Delivery(
-                    id=str(uuid.uuid4()),
-                    tenant_id=principal.tenant_id,
-                    key=keys[eid],
-                    exception_id=eid,
-                    target_system=target,
-                    queue=queue,
-                    state=DeliveryState.PENDING,
-                    created_at=now,
-                    updated_at=now,
-                    actor_id=principal.token_id,
-                    next_attempt_at=now,
+                delivery = Delivery.due_now(
+                    principal.tenant_id, keys[eid], eid, target, queue, principal.token_id, now
                 )
                 plan.new.append(delivery)
                 plan.waiting[eid] = delivery
@@ -448,18 +437,8 @@ class DispatchService:
         for (target, queue), ids in groups.items():
             plan = _Plan()
             for eid in ids:
-                delivery = Delivery(
-                    id=str(uuid.uuid4()),
-                    tenant_id=tenant,
-                    key=dispatch_key(target, eid, queue),
-                    exception_id=eid,
-                    target_system=target,
-                    queue=queue,
-                    state=DeliveryState.PENDING,
-                    created_at=now,
-                    updated_at=now,
-                    actor_id=principal.token_id,
-                    next_attempt_at=now,
+                delivery = Delivery.due_now(
+                    tenant, dispatch_key(target, eid, queue), eid, target, queue, principal.token_id, now
                 )
                 plan.new.append(delivery)
                 plan.waiting[eid] = delivery
