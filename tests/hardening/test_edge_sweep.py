@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 
 import grpc
 import httpx
@@ -25,10 +24,6 @@ from hypothesis import strategies as st
 
 from gen.reconrouter.exceptions.v1 import exceptions_pb2, exceptions_pb2_grpc
 from gen.reconrouter.targets.v1 import targets_pb2, targets_pb2_grpc
-from server.domain.auth import SCOPES
-from server.services.tokens import TokenService
-from server.storage.engine import make_engine
-from server.storage.uow import SqlUnitOfWorkFactory
 from tests.support.databases import sqlite_database
 from tests.support.dispatch import Tenant, dispatch_stack
 
@@ -99,29 +94,6 @@ URLS = st.one_of(
     ),
     st.text(max_size=60),
 )
-
-
-@pytest.fixture(scope="module")
-def token(hard_stack):
-    engine = make_engine(hard_stack.database_url, pool_size=1)
-    tokens = TokenService(SqlUnitOfWorkFactory(engine))
-    created = tokens.create(f"sweep-{uuid.uuid4().hex[:8]}", list(SCOPES))
-    engine.dispose()
-    return created[1]
-
-
-@pytest.fixture(scope="module")
-def client(hard_stack, token):
-    with httpx.Client(
-        base_url=hard_stack.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def channel(hard_stack):
-    with grpc.insecure_channel(hard_stack.grpc_target) as ch:
-        yield ch
 
 
 def no_server_fault(response: httpx.Response) -> None:

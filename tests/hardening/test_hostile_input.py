@@ -18,10 +18,6 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from server.contract.methods import load_methods
 from server.contract.routes import Route, RouteTable
-from server.domain.auth import SCOPES
-from server.services.tokens import TokenService
-from server.storage.engine import make_engine
-from server.storage.uow import SqlUnitOfWorkFactory
 
 ROUTES = RouteTable(load_methods()).routes
 BODY_ROUTES = [r for r in ROUTES if r.binding.body]
@@ -32,19 +28,6 @@ MAX_BODY = 4 * 1024 * 1024
 
 def route_id(route: Route) -> str:
     return f"{route.binding.verb} {route.binding.path}"
-
-
-@pytest.fixture(scope="module")
-def client(hard_stack):
-    engine = make_engine(hard_stack.database_url, pool_size=1)
-    token = TokenService(SqlUnitOfWorkFactory(engine)).create(
-        f"hostile-{uuid.uuid4().hex[:8]}", list(SCOPES)
-    )[1]
-    engine.dispose()
-    with httpx.Client(
-        base_url=hard_stack.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as c:
-        yield c
 
 
 def path_for(route: Route, value: str | None = None) -> str:

@@ -19,18 +19,6 @@ def doc(hard_stack):
     return httpx.get(f"{hard_stack.base_url}/openapi.json", timeout=30).json()
 
 
-@pytest.fixture(scope="module")
-def client(hard_stack):
-    token = hard_stack.create_token(
-        f"constraints-{uuid.uuid4().hex[:8]}",
-        ["exceptions:read", "exceptions:write", "exceptions:dispatch", "targets:admin"],
-    )
-    with httpx.Client(
-        base_url=hard_stack.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
-    ) as http:
-        yield http
-
-
 def _component(doc: dict, name: str) -> dict:
     return doc["components"]["schemas"][name]
 

@@ -13,7 +13,6 @@ REST, as a `/v1/bulk` sub-request and over gRPC alike (docs/hardening.md "Resour
 from __future__ import annotations
 
 import json
-import uuid
 
 import grpc
 import httpx
@@ -22,10 +21,6 @@ from google.rpc import error_details_pb2, status_pb2
 
 from gen.reconrouter.exceptions.v1 import exceptions_pb2, exceptions_pb2_grpc
 from gen.reconrouter.targets.v1 import targets_pb2, targets_pb2_grpc
-from server.domain.auth import SCOPES
-from server.services.tokens import TokenService
-from server.storage.engine import make_engine
-from server.storage.uow import SqlUnitOfWorkFactory
 from tests.e2e.conftest import error_reason, violation_fields
 
 BAD_URLS = [
@@ -56,28 +51,6 @@ BAD_URLS = [
 ]
 BAD_AMOUNTS = ["\u0661\u0662\u0663", "12.00\n", "\uff11\uff12", "1_000", " 12", "NaN", "1e3", "12.00 "]
 BAD_CURRENCIES = ["USD\n", "usd", "\uff35\uff33\uff24"]
-
-
-@pytest.fixture(scope="module")
-def token(hard_stack):
-    engine = make_engine(hard_stack.database_url, pool_size=1)
-    created = TokenService(SqlUnitOfWorkFactory(engine)).create(f"parse-{uuid.uuid4().hex[:8]}", list(SCOPES))
-    engine.dispose()
-    return created[1]
-
-
-@pytest.fixture(scope="module")
-def client(hard_stack, token):
-    with httpx.Client(
-        base_url=hard_stack.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def channel(hard_stack):
-    with grpc.insecure_channel(hard_stack.grpc_target) as ch:
-        yield ch
 
 
 def grpc_violations(err: grpc.RpcError) -> list[str]:
