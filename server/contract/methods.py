@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from google.api import annotations_pb2, http_pb2  # noqa: F401 - registers google.api.http
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import Descriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 if TYPE_CHECKING:
@@ -75,6 +75,8 @@ class MethodInfo:
     # (reconrouter.api.v1.signed_hook): a target system's webhook, authenticated by the signature over
     # its raw body instead of a token; the system's name (JIRA, SERVICENOW).
     signed_hook: str = ""
+    # Response fields marked (reconrouter.api.v1.shown_once): in this answer only, never stored.
+    shown_once_fields: tuple[str, ...] = ()
 
     @property
     def bindings(self) -> tuple[HttpBinding, ...]:
@@ -112,7 +114,23 @@ class _OptionReader:
         self._http: _ExtensionFieldDescriptor[Message, http_pb2.HttpRule] = _extension(
             pool, "google.api.http"
         )
+        self._field_options_class = message_factory.GetMessageClass(
+            pool.FindMessageTypeByName("google.protobuf.FieldOptions")
+        )
         self._pool = pool
+
+    def shown_once_fields(self, message: Descriptor) -> tuple[str, ...]:
+        """The fields of `message` marked (reconrouter.api.v1.shown_once)."""
+        try:
+            extension = _extension(self._pool, f"{OPTIONS_PACKAGE}.shown_once")
+        except KeyError:
+            return ()
+        marked = []
+        for field in message.fields:
+            options = self._field_options_class.FromString(field.GetOptions().SerializeToString())
+            if options.Extensions[extension]:
+                marked.append(field.name)
+        return tuple(marked)
 
     def read(self, method: MethodDescriptor) -> tuple[Message, list[http_pb2.HttpRule]]:
         options = self._options_class.FromString(method.GetOptions().SerializeToString())
@@ -160,6 +178,7 @@ def read_methods(
                 idempotency_key_required=reader.option(options, "idempotency_key_required", False),
                 descriptor=method,
                 signed_hook=reader.option(options, "signed_hook", ""),
+                shown_once_fields=reader.shown_once_fields(method.output_type),
             )
     return table
 

@@ -62,15 +62,17 @@ class IdempotencyInterceptor(UnaryInterceptor):
             response = _replay(info, outcome)
             headers[IDEMPOTENCY_REPLAYED] = "true"
             return response
-        response = self._run_once(outcome, request, context, proceed)
+        response = self._run_once(info, outcome, request, context, proceed)
         headers[IDEMPOTENCY_REPLAYED] = "false"
         return response
 
-    def _run_once(self, claim: Claim, request: Any, context: grpc.ServicerContext, proceed: Behavior) -> Any:
+    def _run_once(
+        self, info: MethodInfo, claim: Claim, request: Any, context: grpc.ServicerContext, proceed: Behavior
+    ) -> Any:
         try:
             with self._store.transaction() as tx:
                 response: Message = proceed(request, context)
-                stored = _without_shown_once_secret(response)
+                stored = _without_shown_once(info, response)
                 self._store.complete(
                     tx, claim, stored.SerializeToString(), response.DESCRIPTOR.full_name, self._clock()
                 )
@@ -98,13 +100,14 @@ def _replay(info: MethodInfo, stored: StoredResponse) -> Message:
     return info.response_type.FromString(stored.response)
 
 
-def _without_shown_once_secret(response: Message) -> Message:
-    """A secret the service generated is shown in its answer once (a target's `secret`, API.md §9):
-    the stored copy that replays answer from leaves it out, so it is never kept in clear."""
-    field = response.DESCRIPTOR.fields_by_name.get("secret")
-    if field is None or not response.HasField("secret"):
+def _without_shown_once(info: MethodInfo, response: Message) -> Message:
+    """What the service shows in an answer once (fields marked shown_once, e.g. a generated webhook
+    secret, API.md §9) is left out of the stored copy replays answer from: never kept in clear."""
+    shown = [name for name in info.shown_once_fields if response.HasField(name)]
+    if not shown:
         return response
     copy = type(response)()
     copy.CopyFrom(response)
-    copy.ClearField("secret")
+    for name in shown:
+        copy.ClearField(name)
     return copy

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n reconrouter/api/v1/options.proto\x12\x12reconrouter.api.v1\x1a google/protobuf/descriptor.proto:8\n\x0erequired_scope\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\t:B\n\x18idempotency_key_required\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x08:4\n\nrate_limit\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x01(\t:8\n\x0etoken_required\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\x08:5\n\x0bsigned_hook\x12\x1e.google.protobuf.MethodOptions\x18\xd5\x86\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n reconrouter/api/v1/options.proto\x12\x12reconrouter.api.v1\x1a google/protobuf/descriptor.proto:8\n\x0erequired_scope\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\t:B\n\x18idempotency_key_required\x12\x1e.google.protobuf.MethodOptions\x18\xd2\x86\x03 \x01(\x08:4\n\nrate_limit\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x01(\t:8\n\x0etoken_required\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\x08:5\n\x0bsigned_hook\x12\x1e.google.protobuf.MethodOptions\x18\xd5\x86\x03 \x01(\t:3\n\nshown_once\x12\x1d.google.protobuf.FieldOptions\x18\xb5\x87\x03 \x01(\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

@@ -13,3 +13,5 @@ TOKEN_REQUIRED_FIELD_NUMBER: _ClassVar[int]
 token_required: _descriptor.FieldDescriptor
 SIGNED_HOOK_FIELD_NUMBER: _ClassVar[int]
 signed_hook: _descriptor.FieldDescriptor
+SHOWN_ONCE_FIELD_NUMBER: _ClassVar[int]
+shown_once: _descriptor.FieldDescriptor
