@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,6 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
+
+from server.storage.write_gate import GateTimeout, WriteGate
 
 # Every statement waits this long for SQLite's single writer lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -109,6 +113,51 @@ def _use_wal(cursor: Any) -> None:
             time.sleep(0.05)
 
 
+# Each SQLite engine's gate for its writers (see server/storage/write_gate.py).
+_WRITE_GATES: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()
+
+
+def write_gate(engine: Engine) -> WriteGate | None:
+    """The SQLite engine's gate for its writers (metrics read it); None on PostgreSQL, whose
+    writers lock rows, not the database."""
+    return _WRITE_GATES.get(engine)
+
+
+def _raw(connection: Any) -> Any:
+    """The DBAPI connection behind a pool's proxy (or the DBAPI connection itself)."""
+    return getattr(connection, "dbapi_connection", connection)
+
+
+def _gate_writers(engine: Engine, gate: WriteGate) -> None:
+    """The gate is let go once the DBAPI commit or rollback returned, whoever calls it (a Connection,
+    or the pool resetting a connection on its return), and when a connection that still holds it is
+    invalidated, closed or checked in."""
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            commit(dbapi_connection)
+        finally:
+            gate.release(_raw(dbapi_connection))
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            rollback(dbapi_connection)
+        finally:
+            gate.release(_raw(dbapi_connection))
+
+    # The pool calls the engine's dialect too (pool._dialect is this dialect object).
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    def let_go(dbapi_connection: Any, *_: Any) -> None:
+        gate.release(dbapi_connection)
+
+    for name in ("checkin", "close", "invalidate", "soft_invalidate", "detach"):
+        event.listen(engine, name, let_go)
+
+
 def _sqlite_engine(url: str, pool: dict[str, Any]) -> Engine:
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -118,6 +167,8 @@ def _sqlite_engine(url: str, pool: dict[str, Any]) -> Engine:
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     # File databases get a QueuePool; pysqlite's same-thread check is off there (SQLAlchemy's default).
     engine = sa.create_engine(url, json_serializer=_json_dumps, **pool)
+    gate = _WRITE_GATES[engine] = WriteGate()
+    _gate_writers(engine, gate)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -140,9 +191,24 @@ def _sqlite_engine(url: str, pool: dict[str, Any]) -> Engine:
         # that upgrade fails at once ("database is locked") when another writer got in first:
         # busy_timeout does not apply. Taking the write lock up front makes writers queue on
         # busy_timeout instead. Readers keep a plain deferred BEGIN and never block anyone.
+        # Writers of this process first queue on the gate (server/storage/write_gate.py), so that
+        # BEGIN IMMEDIATE finds the lock free unless another process holds it.
         options = conn.get_execution_options()
         if options.get(AUTOCOMMIT_READS):
             return  # see autocommit_reads(): each statement is its own transaction
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("write", False) else "BEGIN")
+        if not options.get("write", False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection = _raw(conn.connection)
+        try:
+            gate.acquire(dbapi_connection, SQLITE_BUSY_TIMEOUT_MS / 1000)
+        except GateTimeout as exc:
+            # What SQLite's busy timeout answers after as long (a 503 to the caller).
+            raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(str(exc))) from exc
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.release(dbapi_connection)
+            raise
 
     return engine
