@@ -12,7 +12,7 @@ PROTO_FILES := $(shell find proto -name '*.proto' | sort)
 help: ## this list
 	@echo 'usage: make TARGET [VAR=value ...]'
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-18s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
-	@echo 'variables: PYTEST_ARGS, BENCH_ARGS (python -m bench --help), BENCH_DATABASE_URL, CLUSTER_DATABASE_URL,'
+	@echo 'variables: PYTEST_ARGS, BENCH_ARGS (python -m bench --help), BENCH_DATABASE_URL, BENCH_POSTGRES_URL, CLUSTER_DATABASE_URL,'
 	@echo '  REPLICAS, FUZZ_EXAMPLES, HYPOTHESIS_EXAMPLES, SOAK_SECONDS, BUF_AGAINST, BUF_VERSION,'
 	@echo '  SWAGGER_UI_VERSION, VENV'
 
@@ -110,11 +110,16 @@ soak: $(GEN_OUT) $(DEV) ## the mixed workload for SOAK_SECONDS (10 min) on the r
 # throwaway database there). bench ~10-15 min (1M rows), bench-quick ~2 min. E.g.
 #   make bench BENCH_ARGS="--only 1,2 --no-profile"          some scenarios of the suite
 #   make bench BENCH_ARGS="--only reads,bulk --dry-run"      what would run, without running it
-bench: $(GEN_OUT) $(DEV) bench-tools ## the benchmark suite, every scenario and a profile (~10-15 min)
-	$(PY) -m bench $(BENCH_ARGS)
+# make bench and bench-quick run the plan on SQLite, then on this PostgreSQL server (a throwaway
+# database per stack; skipped with a note when it does not answer; BENCH_POSTGRES_URL= turns it off).
+BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+BENCH_ALSO = $(if $(BENCH_POSTGRES_URL),--also '$(BENCH_POSTGRES_URL)')
 
-bench-quick: $(GEN_OUT) $(DEV) bench-tools ## the same scenarios, shorter runs (~2 min)
-	$(PY) -m bench --quick $(BENCH_ARGS)
+bench: $(GEN_OUT) $(DEV) bench-tools ## the benchmark suite on SQLite then PostgreSQL, a profile (~25-30 min)
+	$(PY) -m bench $(BENCH_ALSO) $(BENCH_ARGS)
+
+bench-quick: $(GEN_OUT) $(DEV) bench-tools ## the same scenarios, shorter runs, both databases (~5 min)
+	$(PY) -m bench --quick $(BENCH_ALSO) $(BENCH_ARGS)
 
 # One scenario alone, full plan with one repeat, no profile: results bench/results/<name>-<ts>.json.
 bench-idempotency: $(GEN_OUT) $(DEV) ## scenario 4: first execution vs replay, key-less cost (BENCH_ARGS="--rounds 50")

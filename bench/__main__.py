@@ -1,9 +1,11 @@
 """`python -m bench`: the one entry point of the benchmarks (make bench, bench-quick, bench-dispatch,
 bench-idempotency, bench-bulk; docs/benchmarks.md explains every scenario and column).
 
-    .venv/bin/python -m bench [--quick] [--only 1,2 | --only reads,bulk] [--no-profile] [COMMON]
+    .venv/bin/python -m bench [--quick] [--only 1,2 | --only reads,bulk] [--no-profile] [--also URL] [COMMON]
         the suite of issue 7: every scenario of bench/scenarios/ (or those of --only), then a py-spy
-        profile; results bench/results/<timestamp>.json and .md (+ <timestamp>-profile-*.txt)
+        profile; results bench/results/<timestamp>.json and .md (+ <timestamp>-profile-*.txt);
+        with --also a PostgreSQL URL, the same plan again on that server (no profile), and
+        <timestamp>-compare.md side by side (make bench passes BENCH_POSTGRES_URL)
     .venv/bin/python -m bench dispatch [--rounds 20] [--latency 0.02] [--per-host 8] [COMMON]
     .venv/bin/python -m bench idempotency [--rounds 30] [COMMON]
     .venv/bin/python -m bench bulk [--rounds 30] [COMMON]
@@ -25,9 +27,10 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from bench import suite
+from bench import compare, suite
 from bench.harness import PLANS, RESULTS, ROOT, Plan
 from bench.scenarios import SCENARIOS
 
@@ -149,6 +152,12 @@ def _parser() -> argparse.ArgumentParser:
         "--only", metavar="LIST", help=f"comma-separated scenario numbers or names ({names}), e.g. 1,2"
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
+    parser.add_argument(
+        "--also",
+        metavar="URL",
+        help="after the run, the same plan on this PostgreSQL server, and a side-by-side page "
+        "(skipped with a note when the server does not answer)",
+    )
     _add_common(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", title="one scenario alone (instead of the suite)")
     for name, single in SINGLES.items():
@@ -195,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command:
-        if args.plan or args.only or args.no_profile:
-            parser.error(f"--plan, --quick, --only and --no-profile are the suite's, not {args.command}'s")
+        if args.plan or args.only or args.no_profile or args.also:
+            suite_only = "--plan, --quick, --only, --no-profile and --also"
+            parser.error(f"{suite_only} are the suite's, not {args.command}'s")
         single = SINGLES[args.command]
         overrides = {option.field: getattr(args, option.field) for option in single.options}
         plan = replace(PLANS["full"], name=args.command, repeats=1, **overrides)
@@ -221,12 +231,45 @@ def main(argv: list[str] | None = None) -> int:
     print(md_path.read_text())
     print(f"written: {json_path}\n         {md_path}")
     errors = sum(m["errors"] for m in results["measurements"])
+    if args.also and not args.command:
+        errors += _also(args.also, results, plan, only, args, stamp=md_path.stem)
     if errors:
         print(
             f"{errors} requests failed during the measurements: the numbers above are suspect",
             file=sys.stderr,
         )
     return 1 if errors else 0
+
+
+def _answers(url: str) -> str | None:
+    """None when the PostgreSQL server at `url` answers; else why not."""
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return None
+    except Exception as exc:  # any failure: no PostgreSQL run, and the reason said
+        return str(exc).splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+def _also(url: str, first: dict, plan: Plan, only: set[int] | None, args, *, stamp: str) -> int:
+    """The same plan on PostgreSQL and the side-by-side page; returns the failed requests."""
+    shown = make_url(url).render_as_string(hide_password=True)
+    why_not = _answers(url)
+    if why_not is not None:
+        print(f"\nno PostgreSQL run: {shown} does not answer ({why_not})")
+        return 0
+    print(f"\nthe same plan on PostgreSQL ({shown})")
+    second, json_path, md_path = suite.run(
+        plan, database_url=url, only=only, driver=args.driver, profile=False, out_dir=args.out
+    )
+    compared = compare.write(first, second, args.out, stamp)
+    print(md_path.read_text())
+    print(compared.read_text())
+    print(f"written: {json_path}\n         {md_path}\n         {compared}")
+    return sum(m["errors"] for m in second["measurements"])
 
 
 if __name__ == "__main__":

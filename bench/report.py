@@ -16,6 +16,7 @@ COLUMNS = (
     ("items/s", "items_per_s", 0),
     ("p50 ms", "p50_ms", 2),
     ("p99 ms", "p99_ms", 2),
+    ("p99/p50", "tail", 2),
     ("server CPU ms/req", "server_cpu_s_per_req", 3),
     ("Envoy CPU ms/req", "envoy_cpu_s_per_req", 3),
     ("DB stmts/req", "db_statements_per_req", 2),
@@ -27,8 +28,15 @@ COLUMNS = (
 _MILLI = {"server_cpu_s_per_req", "envoy_cpu_s_per_req"}
 
 
+def tail(record: dict[str, Any]) -> float | None:
+    """p99 / p50 of a row: how far its slowest calls are from its typical one (issue 19: <= 3 for
+    the writes)."""
+    p50, p99 = record.get("p50_ms"), record.get("p99_ms")
+    return p99 / p50 if p50 and p99 is not None else None
+
+
 def _cell(record: dict[str, Any], key: str, digits: int | None) -> str:
-    value = record.get(key)
+    value = tail(record) if key == "tail" else record.get(key)
     if value is None:
         return "-"
     # items/s repeats req/s when a request is one item; shown anyway for rows whose "request" is a

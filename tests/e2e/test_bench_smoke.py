@@ -86,3 +86,30 @@ def test_workers_and_replicas_on_postgres(tmp_path):
     check_results(results, json_path, md_path, {7})
     assert results["environment"]["database"] == "postgresql"
     assert any(m["name"].startswith("replicas2_") for m in results["measurements"])
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="TEST_DATABASE_URL is not set")
+def test_the_plan_runs_again_on_postgresql_side_by_side(tmp_path, capsys):
+    from bench.__main__ import main
+
+    url = os.environ["TEST_DATABASE_URL"]
+    args = ["--plan", "smoke", "--only", "1,4", "--no-profile", "--driver", "python", "--out", str(tmp_path)]
+    assert main([*args, "--also", url]) == 0
+    runs = sorted(tmp_path.glob("*Z.json"))
+    assert len(runs) == 2, runs
+    first, second = (json.loads(p.read_text()) for p in runs)
+    assert (first["environment"]["database"], second["environment"]["database"]) == ("sqlite", "postgresql")
+    (compared,) = tmp_path.glob("*-compare.md")
+    page = compared.read_text()
+    assert "| measure | via | sqlite rate | postgresql rate | postgresql / sqlite |" in page
+    for m in first["measurements"]:
+        row = next(line for line in page.splitlines() if line.startswith(f"| {m['name']} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(c != "-" for c in cells[2:]), row  # both rates, their ratio, both tails
+        assert float(cells[5]) >= 1 and float(cells[6]) >= 1, row  # p99 >= p50 on each side
+    for run in runs:
+        assert "| p99/p50 |" in run.with_suffix(".md").read_text()
+    # A server that does not answer: the SQLite run stands, with the reason said.
+    assert main([*args, "--also", "postgresql+psycopg://nobody@127.0.0.1:9/none"]) == 0
+    assert "no PostgreSQL run" in capsys.readouterr().out
