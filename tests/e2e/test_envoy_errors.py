@@ -120,3 +120,71 @@ def test_a_bound_method_still_reaches_the_server_and_an_unknown_path_is_404(api)
     # A trailing slash and doubled slashes name the same route.
     assert api.request("DELETE", "/v1//exceptions/").status_code == 405
     assert api.request("DELETE", "/v1/exceptions/a/b/c/d").status_code == 404
+
+
+def test_a_literal_path_that_is_also_a_variables_value_allows_only_its_own_methods(api_for):
+    """POST /v1/routing-rules/evaluate is also a value of /v1/routing-rules/{rule_id} (GET, PUT,
+    DELETE): the most specific template counts, so the others are 405 with `Allow: POST` (Envoy's
+    transcoder alone would read GET as GetRoutingRule("evaluate")); a rule id still reaches them."""
+    api = api_for(f"literal-{uuid.uuid4().hex[:8]}")
+    rule = api.post(
+        "/v1/routing-rules",
+        json={
+            "name": "literal",
+            "priority": 1,
+            "conditions": {"severities": ["HIGH"]},
+            "action": {"target_system": "MANUAL", "queue": "q"},
+        },
+    )
+    assert rule.status_code == 200, rule.text
+    for method in ("GET", "PUT", "DELETE", "PATCH"):
+        response = api.request(
+            method, "/v1/routing-rules/evaluate", content=b"{}", headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 405, (method, response.text)
+        assert response.headers["allow"] == "POST", method
+        assert _details(response)["ErrorInfo"]["reason"] == "METHOD_NOT_ALLOWED"
+    evaluated = api.post("/v1/routing-rules/evaluate", json={"exception_id": str(uuid.uuid4())})
+    assert evaluated.status_code == 404, evaluated.text  # reached the server: no such exception
+    got = api.get(f"/v1/routing-rules/{rule.json()['id']}")
+    assert got.status_code == 200 and got.json()["id"] == rule.json()["id"], got.text
+    assert (
+        api.request("PATCH", f"/v1/routing-rules/{rule.json()['id']}").headers["allow"] == "DELETE, GET, PUT"
+    )
+    assert api.delete(f"/v1/routing-rules/{rule.json()['id']}").status_code == 200
+
+
+def test_bulk_sub_requests_allow_the_same_methods_there(api):
+    """/v1/bulk resolves its sub-requests with the same rule (server/contract/routes.py): a literal
+    url is refused when the batch is read (nothing runs); one a reference makes into
+    /v1/routing-rules/evaluate answers Envoy's 405 with `Allow: POST`."""
+    planned = api.post(
+        "/v1/bulk", json={"requests": [{"url": "/v1/routing-rules/evaluate", "method": "GET"}]}
+    )
+    assert planned.status_code == 400, planned.text
+    assert "no route for GET /v1/routing-rules/evaluate (it allows POST)" in planned.text
+    results = api.post(
+        "/v1/bulk",
+        json={
+            "requests": [
+                {
+                    "id": "e",
+                    "url": "/v1/exceptions",
+                    "method": "POST",
+                    "data": {"transaction_id": "evaluate"},
+                },
+                {"url": "/v1/routing-rules/@{e.transaction_id}", "method": "GET"},
+                {"url": "/v1/routing-rules/@{e.id}", "method": "GET"},
+            ]
+        },
+    )
+    assert results.status_code == 200, results.text
+    created, refused, other = results.json()
+    assert created["status"] == 200
+    assert refused["status"] == 405, refused
+    assert refused["headers"]["allow"] == "POST"
+    direct = api.get("/v1/routing-rules/evaluate")
+    assert (direct.status_code, direct.headers["allow"]) == (405, "POST")
+    assert refused["contents"]["code"] == direct.json()["code"]
+    # Any other value is still a rule id (there is no rule with an exception's id).
+    assert other["status"] == 404, other

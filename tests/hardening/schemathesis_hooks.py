@@ -100,7 +100,6 @@ def before_call(context, case, kwargs) -> None:
 
 # Known, open gaps (docs/hardening.md "schemathesis: what is not met yet"): each is dropped only in
 # the exact form it takes, so anything else still fails the run.
-_EVALUATE = "/v1/routing-rules/evaluate"
 
 
 @schemathesis.hook
@@ -110,13 +109,6 @@ def filter_failure(context, failure, case, response) -> bool:
     # "query_missing_content_type", before any filter and without a request id), so it never
     # reaches the 405 with `Allow` every other undeclared method gets.
     if kind == "UnsupportedMethodResponse" and case.method.upper() == "QUERY" and response.status_code == 400:
-        return False
-    # /v1/routing-rules/evaluate is also a value of /v1/routing-rules/{rule_id}: GET, PUT and DELETE
-    # on it reach those routes (400, not a UUID) instead of 405, and `Allow` names them, which the
-    # document cannot say.
-    if kind == "UnsupportedMethodResponse" and case.path == _EVALUATE and response.status_code == 400:
-        return False
-    if kind == "AllowHeaderMismatch" and case.path == _EVALUATE:
         return False
     # Envoy's transcoder reads some JSON the document does not allow, as nothing: a null item or a
     # list of nulls inside a list, and {} for a timestamp (a negative case built from those is
