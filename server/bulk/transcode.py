@@ -33,7 +33,7 @@ from server.contract.json_rules import (
     FLOAT_TYPES,
     INT_RANGES,
     STRING_FORM_MESSAGES,
-    BodyRule,
+    Rules,
     body_rules,
     enum_type,
     lenient_json,
@@ -168,7 +168,7 @@ def _integer(raw: str) -> int | None:
 
 
 @functools.cache
-def _body_rules(descriptor: Descriptor) -> dict[str, dict[str, BodyRule]]:
+def _body_rules(descriptor: Descriptor) -> Rules:
     return body_rules([descriptor])
 
 

@@ -115,6 +115,10 @@ class BodyRule:
     type_name: str
 
 
+# Message type -> JSON key (proto and json name) -> rule.
+Rules = dict[str, dict[str, BodyRule]]
+
+
 def _item(descriptor: Descriptor | None) -> tuple[str, str]:
     if descriptor is None:
         return "", ""
@@ -123,10 +127,10 @@ def _item(descriptor: Descriptor | None) -> tuple[str, str]:
     return "message", descriptor.full_name
 
 
-def body_rules(roots: Iterable[Descriptor]) -> dict[str, dict[str, BodyRule]]:
-    """Message type -> JSON key (proto and json name) -> rule, for the types reachable from roots
-    that have something to check; a type with nothing to check is left out."""
-    found: dict[str, dict[str, BodyRule]] = {}
+def body_rules(roots: Iterable[Descriptor]) -> Rules:
+    """The rules of the message types reachable from roots that have something to check; a type with
+    nothing to check is left out."""
+    found: Rules = {}
     pending = list(roots)
     while pending:
         descriptor = pending.pop()
@@ -152,7 +156,7 @@ def body_rules(roots: Iterable[Descriptor]) -> dict[str, dict[str, BodyRule]]:
             if any(r.kind != "message" or r.type_name in checked for r in keyed.values()):
                 checked.add(name)
                 grew = True
-    rules: dict[str, dict[str, BodyRule]] = {}
+    rules: Rules = {}
     for name in sorted(checked):
         rules[name] = {}
         for key, rule in found[name].items():
@@ -201,13 +205,10 @@ def object_for_scalar(path: str, type_name: str) -> str:
     return f"{path}: invalid value {{...}}: a {type_name} is not a JSON object"
 
 
-def lenient_json(value: Any, descriptor: Descriptor, rules: dict[str, dict[str, BodyRule]]) -> str | None:
+def lenient_json(value: Any, descriptor: Descriptor, rules: Rules) -> str | None:
     """The first piece of a request body the transcoder would read as nothing (the 400's message),
     or None. `value` is the parsed JSON of a message of type `descriptor`."""
     return _object(value, rules.get(descriptor.full_name), "", rules)
-
-
-Rules = dict[str, dict[str, BodyRule]]
 
 
 def _object(value: Any, keyed: dict[str, BodyRule] | None, path: str, rules: Rules) -> str | None:

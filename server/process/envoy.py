@@ -20,12 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from server.contract.artifacts import DESCRIPTOR_SET, PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from server.contract.json_rules import Rules
+    from server.contract.routes import RouteTable
 
 TEMPLATE = PROJECT_ROOT / "envoy" / "envoy.yaml.tmpl"
 # /docs: our page (envoy/docs) and Swagger UI's files from the npm package swagger-ui-dist, which
@@ -178,7 +182,7 @@ def lua_body_rules(descriptor_path: Path = DESCRIPTOR) -> tuple[str, str]:
     return "\n".join(" " * 20 + row for row in rows), keys
 
 
-def _route_table_and_body_rules(descriptor_path: Path) -> tuple[Any, dict[str, Any]]:
+def _route_table_and_body_rules(descriptor_path: Path) -> tuple[RouteTable, Rules]:
     from server.contract.json_rules import body_rules
     from server.contract.methods import load_descriptor_set, methods_of_descriptor_set
     from server.contract.routes import RouteTable
