@@ -16,6 +16,7 @@ error status into the JSON a REST caller reads. Behaviour observed on Envoy 1.40
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -28,7 +29,15 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2  # noqa: F401 - Any details must resolve
 
 from server.bulk.printer import print_message
-from server.contract.json_rules import FLOAT_TYPES, INT_RANGES, STRING_FORM_MESSAGES, enum_type
+from server.contract.json_rules import (
+    FLOAT_TYPES,
+    INT_RANGES,
+    STRING_FORM_MESSAGES,
+    Rules,
+    body_rules,
+    enum_type,
+    lenient_json,
+)
 from server.contract.routes import RouteMatch, unescape
 
 _TYPE_NAMES = {
@@ -158,6 +167,11 @@ def _integer(raw: str) -> int | None:
         return None
 
 
+@functools.cache
+def _body_rules(descriptor: Descriptor) -> Rules:
+    return body_rules([descriptor])
+
+
 def _merge_body(message: Message, rule: str, body: Any) -> None:
     if rule in ("", "*"):
         if not isinstance(body, dict):
@@ -165,6 +179,12 @@ def _merge_body(message: Message, rule: str, body: Any) -> None:
         document = body
     else:
         document = {rule: body}  # body: "field" -> the JSON of that one field
+    # What Envoy's Lua filter refuses before its transcoder reads it as nothing (json_rules.py),
+    # with the same message; json_format would refuse most of it too, naming the top-level field.
+    descriptor = _descriptor(message)
+    lenient = lenient_json(document, descriptor, _body_rules(descriptor))
+    if lenient is not None:
+        raise TranscodeError(lenient)
     try:
         json_format.ParseDict(document, message, ignore_unknown_fields=True)
     except json_format.ParseError as exc:

@@ -6,8 +6,13 @@ It chooses the way Envoy's path matcher does (grpc-httpjson-transcoding), verifi
 1.40 (envoy/README.md, tests/e2e/test_bulk_parity.py):
 - Templates follow google.api.http: literal segments, `*`, `**` (last only), variables
   `{field.path}` or `{field=pattern/*}`, an optional `:verb` suffix.
-- Literal segments beat variables, segment by segment, with backtracking: POST
-  /v1/exceptions/bulk/dispatch is BulkDispatchExceptions, not DispatchException("bulk").
+- The most specific template wins, as a set: of the templates that match a path, only those that
+  are most specific count (compared segment by segment: a literal beats `*`, which beats `**`), and
+  a method none of them is bound to has no route there, even when a less specific template has it.
+  POST /v1/exceptions/bulk/dispatch is BulkDispatchExceptions, not DispatchException("bulk"); GET
+  /v1/routing-rules/evaluate is no route (405, `Allow: POST`), not GetRoutingRule("evaluate").
+  Envoy's transcoder alone would take the latter (it backtracks per method); its Lua filter, in front
+  of it, answers 405 by this same rule first (envoy/envoy.yaml.tmpl, allowed_methods).
 - The path is normalised first like the connection manager does it (`normalize_path`,
   `merge_slashes`): `//` merges, `.` and `..` resolve, a trailing `/` is ignored.
 - Variables are percent-decoded; a single-segment variable decodes everything (`%2F` is `/`), a
@@ -26,6 +31,8 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # RFC 6570 reserved characters: kept escaped in multi-segment variables, as Envoy does.
 _RESERVED = frozenset(":/?#[]@!$&'()*+,;=")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+# A template segment's rank where it meets a path segment: the higher, the more specific.
+_LITERAL, _SINGLE, _MULTI = 2, 1, 0
 
 
 class TemplateError(ValueError):
@@ -189,7 +196,7 @@ class RouteTable:
     def resolve(self, http_method: str, path: str) -> RouteMatch | None:
         """The route for this method and path (no query string), or None."""
         segments, verb = self._split(path)
-        route = self._lookup(self._root, segments, 0, (http_method.upper(), verb))
+        route = self._most_specific(segments, verb).get(http_method.upper())
         if route is None:
             return None
         bindings = []
@@ -200,8 +207,10 @@ class RouteTable:
         return RouteMatch(route, tuple(bindings))
 
     def methods_for(self, path: str) -> list[str]:
-        """HTTP methods that have a route for this path (for error messages)."""
-        return [m for m in HTTP_METHODS if self.resolve(m, path) is not None]
+        """HTTP methods that have a route for this path (its `Allow`; empty: no template matches)."""
+        segments, verb = self._split(path)
+        found = self._most_specific(segments, verb)
+        return [m for m in HTTP_METHODS if m in found]
 
     def _split(self, path: str) -> tuple[list[str], str]:
         segments = normalize_path(path)
@@ -213,23 +222,44 @@ class RouteTable:
                 return segments, verb
         return segments, ""
 
-    def _lookup(self, node: _Node, segments: list[str], index: int, key: tuple[str, str]) -> Route | None:
+    def _most_specific(self, segments: list[str], verb: str) -> dict[str, Route]:
+        """HTTP method -> route, over the most specific templates that match these segments."""
+        matches: list[tuple[tuple[int, ...], _Node]] = []
+        self._collect(self._root, segments, 0, (), matches)
+        best: tuple[int, ...] | None = None
+        found: dict[str, Route] = {}
+        for rank, node in matches:
+            routes = {
+                method: route for (method, route_verb), route in node.routes.items() if route_verb == verb
+            }
+            if not routes or (best is not None and rank < best):
+                continue
+            if best is None or rank > best:
+                best, found = rank, {}
+            found.update(routes)
+        return found
+
+    def _collect(
+        self,
+        node: _Node,
+        segments: list[str],
+        index: int,
+        rank: tuple[int, ...],
+        out: list[tuple[tuple[int, ...], _Node]],
+    ) -> None:
+        """Every node whose template matches, with its rank: per path segment 2 (literal), 1 ('*') or
+        0 ('**'), then 1 if the template ends there or 0 if a '**' matched nothing. Ranks of one path
+        have the same length, so comparing them compares segment by segment."""
         if index == len(segments):
-            found = node.routes.get(key)
-            if found is None and node.multi is not None:  # '**' also matches zero segments
-                found = node.multi.routes.get(key)
-            return found
-        # Literal first, then '*', then '**': the most specific template wins, backtracking when a
-        # more specific branch has no route for this method further down.
+            out.append(((*rank, 1), node))
+            if node.multi is not None:  # '**' also matches zero segments
+                out.append(((*rank, 0), node.multi))
+            return
         literal = node.literals.get(segments[index])
         if literal is not None:
-            found = self._lookup(literal, segments, index + 1, key)
-            if found is not None:
-                return found
+            self._collect(literal, segments, index + 1, (*rank, _LITERAL), out)
         if node.single is not None:
-            found = self._lookup(node.single, segments, index + 1, key)
-            if found is not None:
-                return found
+            self._collect(node.single, segments, index + 1, (*rank, _SINGLE), out)
         if node.multi is not None:
-            return node.multi.routes.get(key)
-        return None
+            rest = len(segments) - index
+            out.append((rank + (_MULTI,) * rest + (1,), node.multi))

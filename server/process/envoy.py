@@ -20,11 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import TYPE_CHECKING, Any
 
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from server.contract.artifacts import DESCRIPTOR_SET, PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from server.contract.json_rules import Rules
+    from server.contract.routes import RouteTable
 
 TEMPLATE = PROJECT_ROOT / "envoy" / "envoy.yaml.tmpl"
 # /docs: our page (envoy/docs) and Swagger UI's files from the npm package swagger-ui-dist, which
@@ -127,20 +132,69 @@ def read_rpc_paths(descriptor_path: Path = DESCRIPTOR) -> list[str]:
 
 
 def lua_route_table(descriptor_path: Path = DESCRIPTOR) -> str:
-    """Every REST binding as Lua table rows `{"GET", {"v1", "exceptions", "*"}, ""},` (method,
-    segments with `*`/`**` for variables, custom verb), from the descriptor set Envoy loads: the Lua
+    """Every REST binding as Lua table rows `{"GET", {"v1", "exceptions", "*"}, "", ""},` (method,
+    segments with `*`/`**` for variables, custom verb, the message type its JSON body is when that
+    type has something rest_body_check checks, else ""), from the descriptor set Envoy loads: the Lua
     filter answers 405 with `Allow` for a known path called with a method it has no route for."""
+    table, rules = _route_table_and_body_rules(descriptor_path)
+    rows = []
+    for route in sorted(table.routes, key=lambda r: (r.binding.path, r.binding.verb)):
+        segments = ", ".join(json.dumps(segment) for segment in route.segments)
+        body = body_type(route.method.request_type.DESCRIPTOR, route.binding.body)
+        checked = body if body in rules else ""
+        verb, custom = json.dumps(route.binding.verb), json.dumps(route.verb)
+        rows.append(f"{{{verb}, {{{segments}}}, {custom}, {json.dumps(checked)}}},")
+    # Indented for its place in the template's Lua block.
+    return "\n".join(" " * 20 + row for row in rows)
+
+
+def body_type(request: Any, body: str) -> str:
+    """The message type a route's JSON body is: the request's for `*`, a message field's for
+    `field`, "" for none (no body, or a field that is not a message)."""
+    if body == "*":
+        return str(request.full_name)
+    field = request.fields_by_name.get(body) if body else None
+    if field is None or field.message_type is None or field.is_repeated:
+        return ""
+    return str(field.message_type.full_name)
+
+
+def lua_body_rules(descriptor_path: Path = DESCRIPTOR) -> tuple[str, str]:
+    """The rules of server/contract/json_rules.py (body_rules) as Lua table rows
+    `["pkg.Type"] = {["key"] = {"name", "kind", "item_kind", "type"}, ...},` and the JSON keys of
+    fields whose JSON is a scalar (`{` after one of them is worth a look), for rest_body_check."""
+    _, rules = _route_table_and_body_rules(descriptor_path)
+    rows = []
+    scalar_keys: set[str] = set()
+    for type_name, keyed in rules.items():
+        cells = []
+        for key, rule in sorted(keyed.items()):
+            cells.append(
+                f"[{json.dumps(key)}] = "
+                + "{"
+                + ", ".join(json.dumps(v) for v in (rule.name, rule.kind, rule.item_kind, rule.type_name))
+                + "}"
+            )
+            if rule.kind == "scalar":
+                scalar_keys.add(key)
+        rows.append(f"[{json.dumps(type_name)}] = {{{', '.join(cells)}}},")
+    keys = ", ".join(json.dumps(k) for k in sorted(scalar_keys))
+    return "\n".join(" " * 20 + row for row in rows), keys
+
+
+def _route_table_and_body_rules(descriptor_path: Path) -> tuple[RouteTable, Rules]:
+    from server.contract.json_rules import body_rules
     from server.contract.methods import load_descriptor_set, methods_of_descriptor_set
     from server.contract.routes import RouteTable
 
     files, pool = load_descriptor_set(Path(descriptor_path).read_bytes())
     table = RouteTable(methods_of_descriptor_set(files, pool))
-    rows = []
-    for route in sorted(table.routes, key=lambda r: (r.binding.path, r.binding.verb)):
-        segments = ", ".join(json.dumps(segment) for segment in route.segments)
-        rows.append(f"{{{json.dumps(route.binding.verb)}, {{{segments}}}, {json.dumps(route.verb)}}},")
-    # Indented for its place in the template's Lua block.
-    return "\n".join(" " * 20 + row for row in rows)
+    roots = []
+    for route in table.routes:
+        body = body_type(route.method.request_type.DESCRIPTOR, route.binding.body)
+        if body:
+            roots.append(pool.FindMessageTypeByName(body))
+    return table, body_rules(roots)
 
 
 def docs_routes(assets: Path = DOCS_ASSETS, pages: Path = DOCS_PAGES) -> tuple[str, int]:
@@ -223,6 +277,7 @@ def render_config(
         for host, port in upstreams
     ]
     docs = docs_routes()
+    body_rules = lua_body_rules(descriptor_path)
     values = {
         "HTTP_HOST": http_host,
         "HTTP_PORT": int(http_port),
@@ -235,6 +290,8 @@ def render_config(
             for path in read_rpc_paths(descriptor_path)
         ),
         "ROUTE_TABLE": lua_route_table(descriptor_path),
+        "BODY_RULES": body_rules[0],
+        "SCALAR_KEYS": body_rules[1],
         "DOCS_ROUTES": docs[0],
         # Envoy's default cap on a direct_response body is 4 KiB; Swagger UI's bundle is ~1.7 MB.
         "DIRECT_RESPONSE_MAX_BYTES": max(4096, docs[1]),

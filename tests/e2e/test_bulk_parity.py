@@ -1,11 +1,13 @@
 """A /v1/bulk sub-request answers what the same call made directly through Envoy answers: status,
 JSON body and headers, for success and for each error class (server-made and Envoy-made)."""
 
+import json
 import uuid
 
 import httpx
 import pytest
 
+from tests.support.lenient_bodies import REFUSED
 from tests.support.stack import free_port
 
 # Headers every Envoy response has that describe the transport, not the call.
@@ -177,6 +179,22 @@ ENVOY_ERRORS = [
 def test_envoys_own_400s_are_the_same(api, name, method, url, body):
     direct, result = direct_and_bulk(api, method, url, body)
     assert direct.status_code == 400
+    assert_same(direct, result)
+
+
+# /v1/bulk cannot be a sub-request: its own body is Envoy's alone.
+SUB_REQUESTS = [r for r in REFUSED if r[1] != "/v1/bulk"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "field", "message"), SUB_REQUESTS, ids=[r[3] for r in SUB_REQUESTS]
+)
+def test_json_the_transcoder_would_read_as_nothing_is_the_same_400(api, method, url, body, field, message):
+    """Envoy's Lua filter and /v1/bulk refuse it with the same message and field
+    (server/contract/json_rules.py)."""
+    direct, result = direct_and_bulk(api, method, url, json.loads(body))
+    assert direct.status_code == 400, direct.text
+    assert direct.json()["message"] == f"{field}: {message}"
     assert_same(direct, result)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from server.contract.methods import load_methods
 from server.contract.routes import HTTP_METHODS, RouteTable
+from tests.support.lenient_bodies import ACCEPTED, REFUSED
 
 
 def _details(response: httpx.Response) -> dict[str, dict]:
@@ -120,3 +121,138 @@ def test_a_bound_method_still_reaches_the_server_and_an_unknown_path_is_404(api)
     # A trailing slash and doubled slashes name the same route.
     assert api.request("DELETE", "/v1//exceptions/").status_code == 405
     assert api.request("DELETE", "/v1/exceptions/a/b/c/d").status_code == 404
+
+
+def test_a_literal_path_that_is_also_a_variables_value_allows_only_its_own_methods(api_for):
+    """POST /v1/routing-rules/evaluate is also a value of /v1/routing-rules/{rule_id} (GET, PUT,
+    DELETE): the most specific template counts, so the others are 405 with `Allow: POST` (Envoy's
+    transcoder alone would read GET as GetRoutingRule("evaluate")); a rule id still reaches them."""
+    api = api_for(f"literal-{uuid.uuid4().hex[:8]}")
+    rule = api.post(
+        "/v1/routing-rules",
+        json={
+            "name": "literal",
+            "priority": 1,
+            "conditions": {"severities": ["HIGH"]},
+            "action": {"target_system": "MANUAL", "queue": "q"},
+        },
+    )
+    assert rule.status_code == 200, rule.text
+    for method in ("GET", "PUT", "DELETE", "PATCH"):
+        response = api.request(
+            method, "/v1/routing-rules/evaluate", content=b"{}", headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 405, (method, response.text)
+        assert response.headers["allow"] == "POST", method
+        assert _details(response)["ErrorInfo"]["reason"] == "METHOD_NOT_ALLOWED"
+    evaluated = api.post("/v1/routing-rules/evaluate", json={"exception_id": str(uuid.uuid4())})
+    assert evaluated.status_code == 404, evaluated.text  # reached the server: no such exception
+    got = api.get(f"/v1/routing-rules/{rule.json()['id']}")
+    assert got.status_code == 200 and got.json()["id"] == rule.json()["id"], got.text
+    assert (
+        api.request("PATCH", f"/v1/routing-rules/{rule.json()['id']}").headers["allow"] == "DELETE, GET, PUT"
+    )
+    assert api.delete(f"/v1/routing-rules/{rule.json()['id']}").status_code == 200
+
+
+def test_bulk_sub_requests_allow_the_same_methods_there(api):
+    """/v1/bulk resolves its sub-requests with the same rule (server/contract/routes.py): a literal
+    url is refused when the batch is read (nothing runs); one a reference makes into
+    /v1/routing-rules/evaluate answers Envoy's 405 with `Allow: POST`."""
+    planned = api.post(
+        "/v1/bulk", json={"requests": [{"url": "/v1/routing-rules/evaluate", "method": "GET"}]}
+    )
+    assert planned.status_code == 400, planned.text
+    assert "no route for GET /v1/routing-rules/evaluate (it allows POST)" in planned.text
+    results = api.post(
+        "/v1/bulk",
+        json={
+            "requests": [
+                {
+                    "id": "e",
+                    "url": "/v1/exceptions",
+                    "method": "POST",
+                    "data": {"transaction_id": "evaluate"},
+                },
+                {"url": "/v1/routing-rules/@{e.transaction_id}", "method": "GET"},
+                {"url": "/v1/routing-rules/@{e.id}", "method": "GET"},
+            ]
+        },
+    )
+    assert results.status_code == 200, results.text
+    created, refused, other = results.json()
+    assert created["status"] == 200
+    assert refused["status"] == 405, refused
+    assert refused["headers"]["allow"] == "POST"
+    direct = api.get("/v1/routing-rules/evaluate")
+    assert (direct.status_code, direct.headers["allow"]) == (405, "POST")
+    assert refused["contents"]["code"] == direct.json()["code"]
+    # Any other value is still a rule id (there is no rule with an exception's id).
+    assert other["status"] == 404, other
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field", "message"), REFUSED, ids=[r[3] for r in REFUSED])
+def test_json_the_transcoder_would_read_as_nothing_is_a_400_naming_the_field(
+    api, method, path, body, field, message
+):
+    """Envoy's transcoder drops a null list item, flattens a list in a list, reads a null map value as
+    "" and {} for a Timestamp as 1970-01-01T00:00:00Z; the Lua filter refuses them first."""
+    request_id = f"lenient-{uuid.uuid4()}"
+    response = api.request(
+        method,
+        path,
+        content=body.encode(),
+        headers={"Content-Type": "application/json", "X-Request-Id": request_id},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["message"] == f"{field}: {message}"
+    details = _details(response)
+    assert details["ErrorInfo"]["reason"] == "INVALID_ARGUMENT"
+    assert details["RequestInfo"]["request_id"] == request_id
+    assert _field_violations(details) == [field]
+    assert [d["@type"].rsplit(".", 1)[-1] for d in response.json()["details"]] == [
+        "ErrorInfo",
+        "BadRequest",
+        "RequestInfo",
+    ]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ACCEPTED)
+def test_json_that_only_looks_like_it_reaches_the_server(api, method, path, body):
+    response = api.request(method, path, content=body.encode(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+
+
+def test_query_without_a_content_type_is_envoys_own_400_saying_why(api):
+    """Envoy 1.40 refuses it before any filter (query_missing_content_type; docs/decisions.md): not
+    the 405 with `Allow` of the other undeclared methods, which QUERY with a Content-Type gets."""
+    refused = api.request("QUERY", "/v1/exceptions", headers={"X-Request-Id": "query-no-type"})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["message"].startswith("a QUERY request needs a Content-Type")
+    details = _details(refused)
+    assert details["ErrorInfo"]["reason"] == "INVALID_ARGUMENT"
+    assert details["RequestInfo"]["request_id"] == "query-no-type"
+    typed = api.request(
+        "QUERY", "/v1/exceptions", content=b"{}", headers={"Content-Type": "application/json"}
+    )
+    assert (typed.status_code, typed.headers["allow"]) == (405, "GET, POST")
+
+
+def test_big_and_deep_bodies_are_read_through_or_left_to_the_transcoder(api):
+    """A null after 100 000 ids is still found; a body nested too deep for the reader is the
+    transcoder's to answer (no 5xx, no hang)."""
+    ids = ",".join(['"0b6f3e0e-8a53-4a8e-9d0b-6f1c2a3e4d5f"'] * 100_000)
+    found = api.post(
+        "/v1/exceptions/bulk/assign",
+        content=f'{{"assignee": "a", "exception_ids": [{ids}, null]}}'.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert found.status_code == 400, found.text
+    assert _field_violations(_details(found)) == ["exception_ids[100000]"]
+    deep = api.post(
+        "/v1/exceptions/bulk/assign",
+        content=b'{"x": ' + b"[" * 500_000 + b"]" * 500_000 + b', "exception_ids": [null]}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert 400 <= deep.status_code < 500, deep.text
+    assert _details(deep)["ErrorInfo"]["reason"] == "INVALID_ARGUMENT"

@@ -98,39 +98,17 @@ def before_call(context, case, kwargs) -> None:
         _one_tier_per_severity(body)
 
 
-# Known, open gaps (docs/hardening.md "schemathesis: what is not met yet"): each is dropped only in
-# the exact form it takes, so anything else still fails the run.
-_EVALUATE = "/v1/routing-rules/evaluate"
+# The one known, open gap (docs/hardening.md "schemathesis: what is not met yet"; docs/decisions.md):
+# dropped only in the exact form it takes, so anything else still fails the run.
 
 
 @schemathesis.hook
 def filter_failure(context, failure, case, response) -> bool:
-    kind = type(failure).__name__
     # Envoy (1.40) refuses a QUERY request without a Content-Type itself (local reply
-    # "query_missing_content_type", before any filter and without a request id), so it never
-    # reaches the 405 with `Allow` every other undeclared method gets.
-    if kind == "UnsupportedMethodResponse" and case.method.upper() == "QUERY" and response.status_code == 400:
-        return False
-    # /v1/routing-rules/evaluate is also a value of /v1/routing-rules/{rule_id}: GET, PUT and DELETE
-    # on it reach those routes (400, not a UUID) instead of 405, and `Allow` names them, which the
-    # document cannot say.
-    if kind == "UnsupportedMethodResponse" and case.path == _EVALUATE and response.status_code == 400:
-        return False
-    if kind == "AllowHeaderMismatch" and case.path == _EVALUATE:
-        return False
-    # Envoy's transcoder reads some JSON the document does not allow, as nothing: a null item or a
-    # list of nulls inside a list, and {} for a timestamp (a negative case built from those is
-    # accepted).
-    return not (kind == "AcceptedNegativeData" and _transcoder_lenient(case.body))
-
-
-def _transcoder_lenient(value: Any, key: str = "") -> bool:
-    if isinstance(value, list):
-        return any(item is None or isinstance(item, list) for item in value) or any(
-            _transcoder_lenient(item) for item in value
-        )
-    if isinstance(value, dict):
-        if not value and key.endswith("_at"):
-            return True
-        return any(_transcoder_lenient(item, str(name)) for name, item in value.items())
-    return False
+    # "query_missing_content_type", before any filter and without a request id; no option or runtime
+    # guard turns it off in 1.40), so it never reaches the 405 with `Allow` every other undeclared
+    # method gets.
+    kind = type(failure).__name__
+    return not (
+        kind == "UnsupportedMethodResponse" and case.method.upper() == "QUERY" and response.status_code == 400
+    )

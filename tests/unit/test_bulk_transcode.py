@@ -1,6 +1,8 @@
 """REST -> request message and message -> JSON for /v1/bulk sub-requests: the transcoder's rules as
 observed on Envoy 1.40 (the e2e parity tests hold the two side by side)."""
 
+import json
+
 import pytest
 from google.api import httpbody_pb2
 from google.protobuf import any_pb2, struct_pb2
@@ -8,15 +10,19 @@ from google.rpc import error_details_pb2, status_pb2
 from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 
 from server.bulk.transcode import (
+    INVALID_VALUE,
     TranscodeError,
     build_request,
+    field_violation,
     local_reply_json,
     message_json,
     parse_query,
     status_json,
 )
+from server.contract.json_rules import BodyRule, body_rules
 from server.contract.methods import load_methods
 from server.contract.routes import RouteTable
+from tests.support.lenient_bodies import ACCEPTED, REFUSED
 
 TABLE = RouteTable(load_methods())
 STATUS_TYPE = "type.googleapis.com/reconrouter.exceptions.v1.ExceptionStatus"
@@ -140,3 +146,36 @@ def test_status_json_is_convert_grpc_status():
     }
     assert status_json(status_pb2.Status(code=12, message="x")) == {"code": 12, "message": "x", "details": []}
     assert list(local_reply_json(3, "INVALID_ARGUMENT", "m")) == ["code", "details", "message"]
+
+
+@pytest.mark.parametrize(("verb", "path", "body", "field", "message"), REFUSED, ids=[r[3] for r in REFUSED])
+def test_json_the_transcoder_would_read_as_nothing_is_refused_naming_the_field(
+    verb, path, body, field, message
+):
+    """The same refusals, word for word, as Envoy's Lua filter (tests/e2e/test_envoy_errors.py)."""
+    with pytest.raises(TranscodeError) as refused:
+        request(verb, path, "", json.loads(body))
+    assert str(refused.value) == f"{field}: {message}"
+    assert field_violation(str(refused.value)) == (field, INVALID_VALUE)
+
+
+@pytest.mark.parametrize(("verb", "path", "body"), ACCEPTED)
+def test_json_that_only_looks_like_it_is_read_as_usual(verb, path, body):
+    request(verb, path, "", json.loads(body))
+
+
+def test_the_rules_cover_the_contracts_lists_maps_and_timestamps_and_nothing_free_form():
+    rules = body_rules(route.method.request_type.DESCRIPTOR for route in TABLE.routes)
+    create = rules["reconrouter.exceptions.v1.CreateExceptionRequest"]
+    assert (
+        create["occurredAt"]
+        == create["occurred_at"]
+        == BodyRule("occurred_at", "scalar", "", "google.protobuf.Timestamp")
+    )
+    assert create["metadata"].kind == "map" and "transaction_id" not in create
+    batch = rules["reconrouter.exceptions.v1.BatchCreateExceptionsRequest"]["exceptions"]
+    assert (batch.kind, batch.item_kind) == ("list", "message")
+    assert batch.type_name == "reconrouter.exceptions.v1.CreateExceptionRequest"
+    # A sub-request's data and headers are google.protobuf.Value: any JSON, not looked into.
+    assert "reconrouter.bulk.v1.SubRequest" not in rules
+    assert rules["reconrouter.bulk.v1.BatchRequest"]["requests"] == BodyRule("requests", "list", "", "")

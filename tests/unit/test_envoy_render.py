@@ -5,7 +5,7 @@ import json
 
 from server.contract.methods import load_methods
 from server.contract.routes import RouteTable
-from server.process.envoy import DOCS_PAGES, docs_routes, lua_route_table
+from server.process.envoy import DOCS_PAGES, docs_routes, lua_body_rules, lua_route_table
 
 
 def _routes(text: str) -> list[dict]:
@@ -42,5 +42,21 @@ def test_the_lua_route_table_is_every_binding_of_the_contract():
     assert len(rows) == len(table.routes)
     for route in table.routes:
         segments = ", ".join(json.dumps(s) for s in route.segments)
-        row = f"{{{json.dumps(route.binding.verb)}, {{{segments}}}, {json.dumps(route.verb)}}},"
-        assert any(line.strip() == row for line in rows), row
+        row = f"{{{json.dumps(route.binding.verb)}, {{{segments}}}, {json.dumps(route.verb)}, "
+        assert any(line.strip().startswith(row) for line in rows), row
+
+
+def test_the_body_rules_name_each_routes_body_type_that_has_something_to_check():
+    rows = {
+        line.split("}, ")[0].strip() + "}": line.strip().rsplit(", ", 1)[1]
+        for line in lua_route_table().splitlines()
+    }
+    assert rows['{"POST", {"v1", "exceptions"}'] == '"reconrouter.exceptions.v1.CreateExceptionRequest"},'
+    assert rows['{"GET", {"v1", "exceptions"}'] == '""},'
+    # A hook's body is its raw bytes (google.api.HttpBody), not JSON the transcoder reads.
+    assert rows['{"POST", {"v1", "hooks", "jira", "*"}'] == '""},'
+    text, scalar_keys = lua_body_rules()
+    assert scalar_keys == '"dueAt", "due_at", "occurredAt", "occurred_at"'
+    create = next(line for line in text.splitlines() if 'CreateExceptionRequest"] =' in line)
+    assert '["occurredAt"] = {"occurred_at", "scalar", "", "google.protobuf.Timestamp"}' in create
+    assert '["metadata"] = {"metadata", "map", "", ""}' in create

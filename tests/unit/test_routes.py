@@ -111,6 +111,50 @@ def test_methods_for_names_the_methods_a_path_has():
     assert TABLE.methods_for("/v1/nothing") == []
 
 
+RULE = "/v1/routing-rules/0b6f3e0e-8a53-4a8e-9d0b-6f1c2a3e4d5f"
+
+
+def test_a_literal_template_takes_its_path_from_a_variable_one_for_every_method():
+    """/v1/routing-rules/evaluate (POST) is also a value of /v1/routing-rules/{rule_id} (GET, PUT,
+    DELETE): only the literal template counts there, so the others are no route (405, Allow: POST)."""
+    assert TABLE.methods_for("/v1/routing-rules/evaluate") == ["POST"]
+    assert TABLE.resolve("POST", "/v1/routing-rules/evaluate").route.method.name == "EvaluateRoutingRules"
+    for verb in ("GET", "PUT", "DELETE", "PATCH"):
+        assert TABLE.resolve(verb, "/v1/routing-rules/evaluate") is None, verb
+    # Any other value is the variable's.
+    assert TABLE.methods_for(RULE) == ["GET", "PUT", "DELETE"]
+    for verb, rpc in (
+        ("GET", "GetRoutingRule"),
+        ("PUT", "UpdateRoutingRule"),
+        ("DELETE", "DeleteRoutingRule"),
+    ):
+        match = TABLE.resolve(verb, RULE)
+        assert match.route.method.name == rpc and match.bindings == ((("rule_id",), RULE.rsplit("/", 1)[1]),)
+    assert TABLE.methods_for("/v1/routing-rules/evaluatex") == ["GET", "PUT", "DELETE"]
+    assert TABLE.methods_for("/v1/exceptions/bulk/dispatch") == ["POST"]
+
+
+def test_specificity_is_compared_segment_by_segment_literal_then_star_then_double_star():
+    table = RouteTable(
+        {
+            "a": _info("AnyB", "GET", "/v1/{x}/b"),
+            "b": _info("AUnder", "POST", "/v1/a/{y}"),
+            "c": _info("Files", "GET", "/v1/files/{path=**}"),
+            "d": _info("FileMeta", "DELETE", "/v1/files/*/meta"),
+            "e": _info("FilesRoot", "PUT", "/v1/files"),
+        }
+    )
+    # /v1/a/b: "a" is literal in /v1/a/{y} and a variable in /v1/{x}/b; the first difference decides.
+    assert table.methods_for("/v1/a/b") == ["POST"]
+    assert table.resolve("GET", "/v1/a/b") is None
+    assert table.resolve("GET", "/v1/c/b").route.method.name == "AnyB"
+    # '*' beats '**'; a '**' matching nothing is less specific than a template that ends there.
+    assert table.methods_for("/v1/files/x/meta") == ["DELETE"]
+    assert table.methods_for("/v1/files/x/other") == ["GET"]
+    assert table.methods_for("/v1/files") == ["PUT"]
+    assert table.resolve("GET", "/v1/files") is None
+
+
 def _info(name: str, verb: str, path: str) -> MethodInfo:
     base = METHODS["/reconrouter.exceptions.v1.ExceptionsService/GetException"]
     return MethodInfo(
