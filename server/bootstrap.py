@@ -58,7 +58,7 @@ from server.services.routing import RoutingService, RulesCache
 from server.services.sla import SlaService
 from server.services.targets import TargetService
 from server.services.tokens import TokenService
-from server.storage.engine import count_statements, make_engine, reads_never_wait
+from server.storage.engine import count_statements, make_engine, reads_never_wait, write_gate
 from server.storage.failures import make_ping, translate_db_error
 from server.storage.idempotency import SqlIdempotencyStore
 from server.storage.rate_limits import SqlCounterStore
@@ -219,7 +219,15 @@ def build_app(settings: Settings, metrics_registry: CollectorRegistry | None = N
         # make_engine's pools are QueuePools (it sets pool_size); no other pool counts checkouts.
         checked_out = pool.checkedout if isinstance(pool, QueuePool) else (lambda: 0)
         hook_rpcs = {name: info.signed_hook for name, info in methods.items() if info.signed_hook}
-        metrics = Metrics(metrics_registry, pool_checked_out=checked_out, hook_rpcs=hook_rpcs)
+        gate = write_gate(engine)
+        metrics = Metrics(
+            metrics_registry,
+            pool_checked_out=checked_out,
+            hook_rpcs=hook_rpcs,
+            writers_waiting=(lambda: gate.waiting) if gate else (lambda: 0),
+        )
+        if gate is not None:
+            gate.observe = metrics.observe_write_wait
         count_statements(engine, metrics.observe_statement)
     cache_observer = metrics.observe_rules_cache if metrics else None
     routing = RoutingService(uow, RulesCache(settings.routing_cache_tenants, observe=cache_observer))

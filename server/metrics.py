@@ -26,11 +26,13 @@ class Metrics:
         registry: CollectorRegistry,
         pool_checked_out: Callable[[], int] = lambda: 0,
         hook_rpcs: Mapping[str, str] | None = None,
+        writers_waiting: Callable[[], int] = lambda: 0,
     ) -> None:
         """hook_rpcs: the signed-hook RPCs (full method name) and the system each receives, so that a
         hook post the rate limit refused is counted with the others."""
         self.registry = registry
         self._pool_checked_out = pool_checked_out
+        self._writers_waiting = writers_waiting
         self._hook_rpcs = dict(hook_rpcs or {})
         self._calls_by_outcome: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._cache_events: dict[str, Counter] = {}
@@ -101,6 +103,19 @@ class Metrics:
             "Database connections in use (sampled at the end of each call)",
             registry=registry,
             multiprocess_mode="livesum",
+        )
+        # SQLite: this process's writers queue for the database in arrival order (storage/write_gate.py).
+        self.db_writers_waiting = Gauge(
+            "reconrouter_db_writers_waiting",
+            "SQLite: write transactions of this process queued for the database (sampled after each call)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.db_write_wait = Histogram(
+            "reconrouter_db_write_wait_seconds",
+            "SQLite: how long a write transaction waited for this process's other writers before BEGIN",
+            buckets=_BUCKETS,
+            registry=registry,
         )
 
         # Durable delivery (docs/delivery.md): the queue, the workers and the waiting dispatch calls.
@@ -196,3 +211,7 @@ class Metrics:
             # Refused by the rate limit interceptor after the signature held: the service never saw it.
             self.observe_hook(self._hook_rpcs[rpc], _RATE_LIMITED)
         self.db_pool_checked_out.set(self._pool_checked_out())
+        self.db_writers_waiting.set(self._writers_waiting())
+
+    def observe_write_wait(self, seconds: float) -> None:
+        self.db_write_wait.observe(seconds)

@@ -77,6 +77,11 @@ def test_two_workers_share_the_port_and_report_metrics_together(tmp_path):
         assert metric(after, "reconrouter_dispatch_items_total", target="MANUAL", outcome="NOT_FOUND") == 1
         assert metric(after, "reconrouter_bulk_subrequests_total", status="2xx") == 1
         assert metric(after, "reconrouter_bulk_subrequests_total", status="4xx") == 1
+        # SQLite writers queue in their process (storage/write_gate.py): the create and the dispatch
+        # waited there (for nothing, or for the other's turn), and nobody waits now.
+        assert metric(after, "reconrouter_db_write_wait_seconds_count") >= 2
+        assert "reconrouter_db_writers_waiting " in after
+        assert metric(after, "reconrouter_db_writers_waiting") == 0
         pids = {
             json.loads(line).get("pid")
             for line in stack.logs().splitlines()
