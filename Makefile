@@ -107,7 +107,7 @@ soak: $(GEN_OUT) $(DEV) ## the mixed workload for SOAK_SECONDS (10 min) on the r
 # The benchmarks (docs/benchmarks.md), all through `python -m bench` (--help lists its options): the
 # real stack on loopback ports, results in bench/results/ (ignored by git but for the reference runs
 # the docs quote). SQLite unless BENCH_DATABASE_URL names a PostgreSQL server (each stack then gets a
-# throwaway database there). bench ~10-15 min (1M rows), bench-quick ~2 min. E.g.
+# throwaway database there). bench ~15 min per database (1M rows), bench-quick ~2-3 min per database. E.g.
 #   make bench BENCH_ARGS="--only 1,2 --no-profile"          some scenarios of the suite
 #   make bench BENCH_ARGS="--only reads,bulk --dry-run"      what would run, without running it
 # make bench and bench-quick run the plan on SQLite, then on this PostgreSQL server (a throwaway
@@ -115,7 +115,7 @@ soak: $(GEN_OUT) $(DEV) ## the mixed workload for SOAK_SECONDS (10 min) on the r
 BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 BENCH_ALSO = $(if $(BENCH_POSTGRES_URL),--also '$(BENCH_POSTGRES_URL)')
 
-bench: $(GEN_OUT) $(DEV) bench-tools ## the benchmark suite on SQLite then PostgreSQL, a profile (~25-30 min)
+bench: $(GEN_OUT) $(DEV) bench-tools ## the benchmark suite on SQLite then PostgreSQL, a profile (~30-35 min)
 	$(PY) -m bench $(BENCH_ALSO) $(BENCH_ARGS)
 
 bench-quick: $(GEN_OUT) $(DEV) bench-tools ## the same scenarios, shorter runs, both databases (~5 min)
