@@ -57,28 +57,38 @@ class WriteGate:
         once taken; False when this thread already holds it through another connection (not taken:
         see the module's docstring); GateTimeout after `timeout`."""
         started = time.perf_counter()
+        taken = self._wait(connection, timeout)
+        if taken is None:
+            return False
+        if self.observe is not None:  # outside the mutex: the next writer is not kept waiting for it
+            self.observe(time.perf_counter() - started)
+        if not taken:
+            raise GateTimeout(f"other writers of this process held the database for {timeout:g} s")
+        return True
+
+    def _wait(self, connection: Any, timeout: float) -> bool | None:
+        """True: taken; False: timed out; None: this thread already holds it (see acquire)."""
         with self._mutex:
             if self._owner is None:
                 self._take(connection)
-                return self._observed(started, True)
+                return True
             if self._owner_thread == threading.get_ident():
-                return False  # see the module's docstring: this thread waits on SQLite itself
+                return None  # see the module's docstring: this thread waits on SQLite itself
             waiter = threading.Lock()
             waiter.acquire()
             self._waiters.append(waiter)
         if waiter.acquire(timeout=timeout):
             with self._mutex:  # handed over by release(): the gate is already ours
                 self._take(connection)
-            return self._observed(started, True)
+            return True
         with self._mutex:
             try:
                 self._waiters.remove(waiter)
             except ValueError:
                 # release() handed the gate over just as the wait timed out: it is ours.
                 self._take(connection)
-                return self._observed(started, True)
-        self._observed(started, False)
-        raise GateTimeout(f"other writers of this process held the database for {timeout:g} s")
+                return True
+        return False
 
     def release(self, connection: Any) -> None:
         """Lets the gate go if `connection` holds it (any other connection: nothing happens)."""
@@ -95,8 +105,3 @@ class WriteGate:
     def _take(self, connection: Any) -> None:
         self._owner = id(connection)
         self._owner_thread = threading.get_ident()
-
-    def _observed(self, started: float, taken: bool) -> bool:
-        if self.observe is not None:
-            self.observe(time.perf_counter() - started)
-        return taken
