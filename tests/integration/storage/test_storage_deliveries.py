@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from server.domain.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from server.domain.dispatch import TargetSystem, dispatch_key
@@ -268,6 +269,41 @@ def test_reads_by_id_with_and_without_attempts(uow, seed):
         assert u.deliveries.get_many("tenant-a", []) == {}
     assert with_attempts.attempts == tuple(reversed(attempts))  # by number
     assert with_attempts.attempts[0].started_at.tzinfo is UTC
+
+
+def test_reads_by_id_go_by_primary_key_without_statistics(uow, seed, engine):
+    """The read a dispatch's wait polls (100 ids) walks the primary key, not a tenant index and a
+    filter over every delivery of the tenant, also on a table PostgreSQL has no statistics for yet
+    (it grew faster than autovacuum analyzes it: the benchmark's tables, a new deployment)."""
+    rows = seed(*[{} for _ in range(60)], *[("tenant-b", {}) for _ in range(5)])
+    wanted = [d.id for d in rows[:50]]
+    sent: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "FROM deliveries" in statement:
+            sent.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with uow(write=False) as u:
+            assert set(u.deliveries.get_many("tenant-a", [*wanted, rows[-1].id])) == set(wanted)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = sent
+    with engine.connect() as conn:
+        if is_sqlite(engine):
+            plan = " ".join(
+                str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            )
+            assert "sqlite_autoindex_deliveries_1" in plan and "ix_deliveries" not in plan, plan
+        else:
+            stats = conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stats WHERE tablename = 'deliveries'"
+            ).scalar()
+            assert stats == 0  # what the test is about: no ANALYZE has run
+            conn.exec_driver_sql("SET enable_seqscan = off")  # a small table would rightly scan
+            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
+            assert "pk_deliveries" in plan and "ix_deliveries" not in plan, plan
 
 
 def test_for_exception_oldest_first_with_attempts(uow, seed, new_exception):
