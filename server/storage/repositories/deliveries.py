@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Row
 from server.domain.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from server.domain.dispatch import TargetSystem
 from server.domain.paging import PageAfter
-from server.storage.repositories._common import canonical_uuid, canonical_uuids, keyset_after
+from server.storage.repositories._common import canonical_uuid, canonical_uuids, keyset_after, of_tenant
 from server.storage.tables import deliveries as t
 from server.storage.tables import delivery_attempts as a
 from server.storage.tables import targets
@@ -138,20 +138,13 @@ class SqlDeliveryRepository:
         wanted = canonical_uuids(ids)
         if not wanted:
             return {}
+        # By primary key, the tenant checked on each row (of_tenant: never a tenant index walk, which
+        # cost 20-25 ms for the 100 ids a dispatch's wait polls; docs/benchmarks.md). Rows of another
+        # tenant fail the check before they are locked.
+        stmt = sa.select(t).where(t.c.id.in_(wanted), of_tenant(t.c.tenant_id, tenant_id))
         if self._lock_rows:
-            stmt = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.id.in_(wanted))
-            rows = list(self._conn.execute(stmt.order_by(t.c.id).with_for_update()))
-        else:
-            # By primary key alone, the tenant checked in the row: with `tenant_id = ?` beside the ids,
-            # PostgreSQL without fresh statistics (a table that grew faster than autovacuum analyzes
-            # it) walks a tenant index and filters every delivery of the tenant (20-25 ms for the 100
-            # ids a dispatch's wait polls; docs/benchmarks.md). Locking reads keep the tenant in SQL,
-            # so that another tenant's ids never lock its rows.
-            rows = [
-                r
-                for r in self._conn.execute(sa.select(t).where(t.c.id.in_(wanted)))
-                if r.tenant_id == tenant_id
-            ]
+            stmt = stmt.order_by(t.c.id).with_for_update()
+        rows = list(self._conn.execute(stmt))
         attempts = self._attempts([r.id for r in rows]) if with_attempts else {}
         return {r.id: _from_row(r, attempts.get(r.id, ())) for r in rows}
 

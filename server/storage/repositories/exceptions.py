@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Row
 from server.domain.exceptions import ReconException, Severity, Status
 from server.domain.paging import ExceptionQuery
 from server.storage.direct_read import DirectRead
-from server.storage.repositories._common import canonical_uuid, canonical_uuids, keyset_after
+from server.storage.repositories._common import canonical_uuid, canonical_uuids, keyset_after, of_tenant
 from server.storage.tables import exceptions as t
 
 if TYPE_CHECKING:
@@ -52,14 +52,19 @@ _MUTABLE = (
 
 # executemany UPDATE: the SET clause comes from the parameter keys named like columns; the WHERE
 # parameters need names that are not column names.
-_UPDATE = sa.update(t).where(t.c.id == sa.bindparam("b_id"), t.c.tenant_id == sa.bindparam("b_tenant_id"))
+# By primary key, the tenant checked on the row (of_tenant: never a tenant index walk).
+_UPDATE = sa.update(t).where(
+    t.c.id == sa.bindparam("b_id"), of_tenant(t.c.tenant_id, sa.bindparam("b_tenant_id"))
+)
 
 # The reads every call makes, built once: executing a prebuilt statement binds values, where
 # building one per call cost more than the query itself (bench profile, docs/benchmarks.md).
-_GET = sa.select(t).where(t.c.tenant_id == sa.bindparam("tenant_id"), t.c.id == sa.bindparam("id"))
+_GET = sa.select(t).where(t.c.id == sa.bindparam("id"), of_tenant(t.c.tenant_id, sa.bindparam("tenant_id")))
 _GET_MANY = (
     sa.select(t)
-    .where(t.c.tenant_id == sa.bindparam("tenant_id"), t.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .where(
+        t.c.id.in_(sa.bindparam("ids", expanding=True)), of_tenant(t.c.tenant_id, sa.bindparam("tenant_id"))
+    )
     .order_by(t.c.id)  # one lock order when locking: no deadlocks
 )
 _GET_LOCKED = _GET.with_for_update()

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from server.domain.delivery import Attempt, AttemptOutcome, Delivery, DeliveryState
 from server.domain.dispatch import TargetSystem, dispatch_key
@@ -19,6 +18,7 @@ from server.domain.targets import StoredTarget
 from server.storage.engine import is_sqlite
 from server.storage.repositories import sort_value
 from server.storage.repositories.deliveries import LOST_ATTEMPT
+from tests.support.plans import index_plan, sent_to
 
 T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
@@ -271,37 +271,45 @@ def test_reads_by_id_with_and_without_attempts(uow, seed):
     assert with_attempts.attempts[0].started_at.tzinfo is UTC
 
 
-def test_reads_by_id_go_by_primary_key_without_statistics(uow, seed, engine):
-    """The read a dispatch's wait polls (100 ids) walks the primary key, not a tenant index and a
-    filter over every delivery of the tenant, also on a table PostgreSQL has no statistics for yet
-    (it grew faster than autovacuum analyzes it: the benchmark's tables, a new deployment)."""
+@pytest.mark.parametrize("locking", [False, True], ids=["read", "locking read"])
+def test_reads_by_id_go_by_primary_key_without_statistics(uow, seed, engine, locking):
+    """The read a dispatch's wait polls (100 ids), and the locking read of a claim, walk the primary
+    key, not a tenant index and a filter over every delivery of the tenant, also on a table
+    PostgreSQL has no statistics for yet (it grew faster than autovacuum analyzes it: the
+    benchmark's tables, a new deployment)."""
     rows = seed(*[{} for _ in range(60)], *[("tenant-b", {}) for _ in range(5)])
     wanted = [d.id for d in rows[:50]]
-    sent: list[tuple[str, object]] = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        if "FROM deliveries" in statement:
-            sent.append((statement, parameters))
-
-    sa.event.listen(engine, "before_cursor_execute", capture)
-    try:
-        with uow(write=False) as u:
-            assert set(u.deliveries.get_many("tenant-a", [*wanted, rows[-1].id])) == set(wanted)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", capture)
+    with sent_to(engine, "deliveries") as sent, uow(write=locking) as u:
+        assert set(u.deliveries.get_many("tenant-a", [*wanted, rows[-1].id])) == set(wanted)
     [(statement, parameters)] = sent
-    with engine.connect() as conn:
-        if is_sqlite(engine):
-            plan = " ".join(
-                str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-            )
-            assert "sqlite_autoindex_deliveries_1" in plan and "ix_deliveries" not in plan, plan
-        else:
-            # Usually no ANALYZE has run on this table yet (the case that matters); autovacuum may
-            # have in a long run, and the plan must be by primary key either way.
-            conn.exec_driver_sql("SET enable_seqscan = off")  # a small table would rightly scan
-            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters))
-            assert "pk_deliveries" in plan and "ix_deliveries" not in plan, plan
+    assert ("FOR UPDATE" in statement) is (locking and not is_sqlite(engine))  # SQLite has no row locks
+    plan = index_plan(engine, statement, parameters)
+    if is_sqlite(engine):
+        assert "sqlite_autoindex_deliveries_1" in plan and "ix_deliveries" not in plan, plan
+    else:
+        # Usually no ANALYZE has run on this table yet (the case that matters); autovacuum may
+        # have in a long run, and the plan must be by primary key either way.
+        assert "pk_deliveries" in plan and "ix_deliveries" not in plan, plan
+
+
+def test_a_locking_read_by_id_leaves_another_tenants_rows_unlocked(uow, seed, engine):
+    """The tenant is checked on each row before it is locked: a caller naming another tenant's
+    delivery gets nothing and holds no lock on it (its owner can still update it)."""
+    (theirs,) = seed(("tenant-b", {}))
+    with uow(write=True) as u:
+        assert u.deliveries.get_many("tenant-a", [theirs.id]) == {}
+        done = threading.Event()
+
+        def owner_updates() -> None:
+            with uow(write=True) as other:
+                other.deliveries.update_many([replace(theirs, attempt_count=7)])
+            done.set()
+
+        if not is_sqlite(engine):  # SQLite has one writer at a time whatever the rows
+            worker = threading.Thread(target=owner_updates)
+            worker.start()
+            assert done.wait(10), "the other tenant's row was locked"
+            worker.join()
 
 
 def test_for_exception_oldest_first_with_attempts(uow, seed, new_exception):

@@ -16,7 +16,9 @@ from sqlalchemy import event
 from server.domain.errors import InvalidArgument
 from server.domain.exceptions import ReconException, Severity, Status
 from server.domain.paging import SORT_FIELDS, ExceptionFilter, ExceptionQuery, PageAfter
+from server.storage.engine import is_sqlite
 from server.storage.repositories import sort_value
+from tests.support.plans import index_plan, sent_to
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -367,3 +369,38 @@ def test_oldest_first_walk_shows_rows_added_meanwhile_at_the_end_once(uow, tied,
     )
     assert len(seen) == len(set(seen)) == len(tied) + len(added)
     assert seen == expected_order(tied, "created_at", False) + expected_order(added, "created_at", False)
+
+
+# -- lookups by id: the primary key, whatever PostgreSQL knows of the table ---------------------
+
+
+def by_primary_key(engine, statement, parameters) -> None:
+    plan = index_plan(engine, statement, parameters)
+    if is_sqlite(engine):
+        assert "(id=?)" in plan or "(tenant_id=? AND id=?)" in plan, plan
+    else:
+        # The table has had no ANALYZE (the case that matters: a new database, or a tenant newer
+        # than the statistics): with `tenant_id = ?` as a lookup, PostgreSQL walked any index that
+        # starts with the tenant and filtered every row of it by id.
+        assert "pk_exceptions" in plan and "ix_exceptions" not in plan, plan
+
+
+@pytest.mark.parametrize("locking", [False, True], ids=["read", "locking read"])
+def test_gets_and_updates_by_id_go_by_primary_key_without_statistics(uow, new_exception, engine, locking):
+    mine = [new_exception() for _ in range(40)]
+    theirs = new_exception("tenant-b")
+    with uow(write=True) as u:
+        u.exceptions.add_many([*mine, theirs])
+    with sent_to(engine, "exceptions") as sent, uow(write=locking) as u:
+        assert u.exceptions.get("tenant-a", mine[3].id) == mine[3]
+        assert u.exceptions.get("tenant-a", theirs.id) is None
+        got = u.exceptions.get_many("tenant-a", [e.id for e in mine[:20]] + [theirs.id])
+        assert set(got) == {e.id for e in mine[:20]}
+    row_locks = locking and not is_sqlite(engine)  # SQLite has none
+    assert len(sent) == 3 and all(("FOR UPDATE" in s) is row_locks for s, _ in sent)
+    changed = [e.assign("bob", e.updated_at + timedelta(seconds=1)) for e in mine[:20]]
+    with sent_to(engine, "exceptions") as updates, uow(write=True) as u:
+        u.exceptions.update_many(changed)
+    assert len(updates) == 1
+    for statement, parameters in [*sent, *updates]:
+        by_primary_key(engine, statement, parameters)
