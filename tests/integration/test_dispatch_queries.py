@@ -15,6 +15,7 @@ from reconrouter.exceptions.v1 import exceptions_pb2 as pb
 from server.domain.auth import Principal
 from server.domain.exceptions import NewException
 from server.domain.routing import RuleInput
+from server.storage.tables import exceptions as exceptions_table
 
 
 @contextlib.contextmanager
@@ -26,6 +27,22 @@ def statements(engine: sa.Engine) -> Iterator[list[str]]:
     def record(conn, cursor, statement, parameters, context, executemany):
         if not threading.current_thread().name.startswith("delivery"):
             sent.append(statement.split()[0].upper())
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+@contextlib.contextmanager
+def full_statements(engine: sa.Engine) -> Iterator[list[str]]:
+    """Like statements(), each statement whole (SQLite's BEGIN [IMMEDIATE] included)."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if not threading.current_thread().name.startswith("delivery"):
+            sent.append(" ".join(statement.split()))
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
@@ -51,11 +68,66 @@ def dispatch_statements(app, count: int) -> list[str]:
 def test_a_manual_bulk_dispatch_costs_the_same_statements_for_1_10_or_100_items(app):
     one, ten, hundred = (dispatch_statements(app, n) for n in (1, 10, 100))
     assert one == ten == hundred
-    # MANUAL completes in the call's transaction (API.md §7): read the exceptions and the deliveries
-    # that exist for the same (exception, target, queue); insert the deliveries (DELIVERED) and their
-    # one attempt each; update the exceptions (ticket); insert their DISPATCH history. 6 statements,
-    # each one executemany or IN (...) for the whole batch.
-    assert sorted(hundred) == ["INSERT", "INSERT", "INSERT", "SELECT", "SELECT", "UPDATE"]
+    # First the deliveries that exist for the same (exception, target, queue), without locks: when
+    # every item was delivered there already, that is the answer (see the next test). Then MANUAL
+    # completes in the call's transaction (API.md §7): read the exceptions and those deliveries
+    # again, locking; insert the deliveries (DELIVERED) and their one attempt each; update the
+    # exceptions (ticket); insert their DISPATCH history. 7 statements, each one executemany or
+    # IN (...) for the whole batch.
+    assert sorted(hundred) == ["INSERT", "INSERT", "INSERT", "SELECT", "SELECT", "SELECT", "UPDATE"]
+
+
+def test_a_repeated_dispatch_is_answered_from_one_read_taking_no_lock(app):
+    """Every item delivered there already: one read of the deliveries, no row lock, no write, no
+    transaction (on SQLite no BEGIN IMMEDIATE: the write lock is not taken)."""
+    principal = Principal(f"tenant-{uuid.uuid4()}", "token-1", frozenset())
+    ids = fresh_exceptions(app, principal, 100)
+    first = app.dispatch.bulk_dispatch(principal, ids, "MANUAL", "ops")
+    with full_statements(app.engine) as sent:
+        again = app.dispatch.bulk_dispatch(principal, list(reversed(ids)), "MANUAL", "ops")
+    assert again.succeeded == list(reversed(ids)) and not again.failed and first.succeeded == ids
+    [(read)] = sent
+    assert read.startswith("SELECT") and "FROM deliveries" in read and "FOR UPDATE" not in read
+    # One more item never dispatched: the locked path, which dispatches it and answers the rest.
+    [extra] = fresh_exceptions(app, principal, 1)
+    with full_statements(app.engine) as sent:
+        mixed = app.dispatch.bulk_dispatch(principal, [*ids[:99], extra], "MANUAL", "ops")
+    assert mixed.succeeded == [*ids[:99], extra]
+    assert any(s.startswith("INSERT INTO deliveries") for s in sent)
+
+
+def test_a_repeated_dispatch_is_not_held_up_by_a_writer(app):
+    """Another transaction holds the exceptions' row locks (PostgreSQL) or the write lock (SQLite)
+    for as long as this test wants: the repeat is answered meanwhile; a first dispatch waits."""
+    principal = Principal(f"tenant-{uuid.uuid4()}", "token-1", frozenset())
+    ids = fresh_exceptions(app, principal, 10)
+    app.dispatch.bulk_dispatch(principal, ids, "MANUAL", "ops")
+    [fresh] = fresh_exceptions(app, principal, 1)
+    answered = threading.Event()
+    blocked = threading.Event()
+    with app.engine.connect() as holder:
+        holder = holder.execution_options(write=True)  # SQLite: BEGIN IMMEDIATE
+        with holder.begin():
+            held = sa.update(exceptions_table).where(exceptions_table.c.id.in_([*ids, fresh]))
+            holder.execute(held.values(reason="held"))
+
+            def repeat() -> None:
+                outcome = app.dispatch.bulk_dispatch(principal, ids, "MANUAL", "ops")
+                if outcome.succeeded == ids:
+                    answered.set()
+
+            def first() -> None:
+                app.dispatch.bulk_dispatch(principal, [fresh], "MANUAL", "ops")
+                blocked.set()
+
+            threads = [threading.Thread(target=repeat), threading.Thread(target=first)]
+            for thread in threads:
+                thread.start()
+            assert answered.wait(10), "the repeated dispatch waited for the writer"
+            assert not blocked.is_set()  # the first dispatch of `fresh` needs the lock: it waits
+    for thread in threads:
+        thread.join(30)
+    assert blocked.is_set()
 
 
 def test_the_same_bound_through_grpc_under_an_idempotency_key(app, stub, auth):
