@@ -135,6 +135,8 @@ deliveries = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("tenant_id", "key"),
+    # A dispatch finds its deliveries by key, the tenant checked on the row (0007).
+    sa.Index("ix_deliveries_key", "key"),
     # The workers' claim: due PENDING rows, and IN_FLIGHT rows whose lease expired.
     sa.Index("ix_deliveries_due", "state", "next_attempt_at"),
     sa.Index("ix_deliveries_leases", "state", "lease_expires_at"),

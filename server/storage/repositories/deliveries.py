@@ -127,7 +127,8 @@ class SqlDeliveryRepository:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
-        stmt = sa.select(t).where(t.c.tenant_id == tenant_id, t.c.key.in_(wanted))
+        # By key (ix_deliveries_key), the tenant checked on each row: see of_tenant.
+        stmt = sa.select(t).where(t.c.key.in_(wanted), of_tenant(t.c.tenant_id, tenant_id))
         if self._lock_rows:
             stmt = stmt.order_by(t.c.key).with_for_update()
         return {r.key: _from_row(r) for r in self._conn.execute(stmt)}

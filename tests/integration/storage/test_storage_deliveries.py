@@ -292,6 +292,20 @@ def test_reads_by_id_go_by_primary_key_without_statistics(uow, seed, engine, loc
         assert "pk_deliveries" in plan and "ix_deliveries" not in plan, plan
 
 
+@pytest.mark.parametrize("locking", [False, True], ids=["read", "locking read"])
+def test_reads_by_key_go_by_the_key_index_without_statistics(uow, seed, engine, locking):
+    """A dispatch's read of the deliveries of its (target, exception, queue) keys: by the key index,
+    not by walking an index that starts with the tenant (which the (tenant_id, key) constraint
+    shares with three others), also on a table PostgreSQL has no statistics for yet."""
+    rows = seed(*[{} for _ in range(60)], *[("tenant-b", {}) for _ in range(5)])
+    wanted = [d.key for d in rows[:50]]
+    with sent_to(engine, "deliveries") as sent, uow(write=locking) as u:
+        assert set(u.deliveries.get_by_keys("tenant-a", [*wanted, rows[-1].key])) == set(wanted)
+    [(statement, parameters)] = sent
+    plan = index_plan(engine, statement, parameters)
+    assert "ix_deliveries_key" in plan and "ix_deliveries_tenant" not in plan, plan
+
+
 def test_a_locking_read_by_id_leaves_another_tenants_rows_unlocked(uow, seed, engine):
     """The tenant is checked on each row before it is locked: a caller naming another tenant's
     delivery gets nothing and holds no lock on it (its owner can still update it)."""
