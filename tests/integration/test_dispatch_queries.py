@@ -19,30 +19,15 @@ from server.storage.tables import exceptions as exceptions_table
 
 
 @contextlib.contextmanager
-def statements(engine: sa.Engine) -> Iterator[list[str]]:
-    """The first word of every statement sent to the database while the block runs, but for those of
-    the app's delivery workers (threads named delivery*), which poll the same engine meanwhile."""
+def statements(engine: sa.Engine, *, whole: bool = False) -> Iterator[list[str]]:
+    """The first word (whole: all of it) of every statement sent to the database while the block
+    runs, but for those of the app's delivery workers (threads named delivery*), which poll the same
+    engine meanwhile."""
     sent: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         if not threading.current_thread().name.startswith("delivery"):
-            sent.append(statement.split()[0].upper())
-
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-
-
-@contextlib.contextmanager
-def full_statements(engine: sa.Engine) -> Iterator[list[str]]:
-    """Like statements(), each statement whole (SQLite's BEGIN [IMMEDIATE] included)."""
-    sent: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if not threading.current_thread().name.startswith("delivery"):
-            sent.append(" ".join(statement.split()))
+            sent.append(" ".join(statement.split()) if whole else statement.split()[0].upper())
 
     sa.event.listen(engine, "before_cursor_execute", record)
     try:
@@ -83,14 +68,14 @@ def test_a_repeated_dispatch_is_answered_from_one_read_taking_no_lock(app):
     principal = Principal(f"tenant-{uuid.uuid4()}", "token-1", frozenset())
     ids = fresh_exceptions(app, principal, 100)
     first = app.dispatch.bulk_dispatch(principal, ids, "MANUAL", "ops")
-    with full_statements(app.engine) as sent:
+    with statements(app.engine, whole=True) as sent:
         again = app.dispatch.bulk_dispatch(principal, list(reversed(ids)), "MANUAL", "ops")
     assert again.succeeded == list(reversed(ids)) and not again.failed and first.succeeded == ids
     [(read)] = sent
     assert read.startswith("SELECT") and "FROM deliveries" in read and "FOR UPDATE" not in read
     # One more item never dispatched: the locked path, which dispatches it and answers the rest.
     [extra] = fresh_exceptions(app, principal, 1)
-    with full_statements(app.engine) as sent:
+    with statements(app.engine, whole=True) as sent:
         mixed = app.dispatch.bulk_dispatch(principal, [*ids[:99], extra], "MANUAL", "ops")
     assert mixed.succeeded == [*ids[:99], extra]
     assert any(s.startswith("INSERT INTO deliveries") for s in sent)
