@@ -89,7 +89,7 @@ def test_a_repeated_dispatch_is_not_held_up_by_a_writer(app):
     app.dispatch.bulk_dispatch(principal, ids, "MANUAL", "ops")
     [fresh] = fresh_exceptions(app, principal, 1)
     answered = threading.Event()
-    blocked = threading.Event()
+    first_done = threading.Event()
     with app.engine.connect() as holder:
         holder = holder.execution_options(write=True)  # SQLite: BEGIN IMMEDIATE
         with holder.begin():
@@ -103,16 +103,16 @@ def test_a_repeated_dispatch_is_not_held_up_by_a_writer(app):
 
             def first() -> None:
                 app.dispatch.bulk_dispatch(principal, [fresh], "MANUAL", "ops")
-                blocked.set()
+                first_done.set()
 
             threads = [threading.Thread(target=repeat), threading.Thread(target=first)]
             for thread in threads:
                 thread.start()
             assert answered.wait(10), "the repeated dispatch waited for the writer"
-            assert not blocked.is_set()  # the first dispatch of `fresh` needs the lock: it waits
+            assert not first_done.is_set()  # the first dispatch of `fresh` needs the lock: it waits
     for thread in threads:
         thread.join(30)
-    assert blocked.is_set()
+    assert first_done.is_set()
 
 
 def test_the_same_bound_through_grpc_under_an_idempotency_key(app, stub, auth):

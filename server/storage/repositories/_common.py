@@ -26,8 +26,9 @@ def canonical_uuids(values: Iterable[object]) -> list[str]:
 
 
 def of_tenant(column: sa.ColumnElement[Any], tenant_id: Any) -> sa.ColumnElement[bool]:
-    """`column = tenant_id` for a statement that finds its rows by primary key: the tenant is checked
-    on each row found and is never a way to find rows.
+    """`column = tenant_id` for a statement that finds its rows through an index that does not start
+    with the tenant (the primary key; deliveries' key): the tenant is checked on each row found and is
+    never a way to find rows.
 
     Written as `coalesce(column, '') = :tenant_id` (the same test: tenant columns are NOT NULL),
     which neither database can serve from an index. With a plain `=` beside the ids, PostgreSQL
