@@ -263,7 +263,7 @@ class DispatchService:
         # MANUAL joins the call's transaction (it commits with the stored answer); the others commit
         # their deliveries on their own unless a transaction has begun already.
         with self._uow(write=True, join=local or inside) as uow:
-            connector = self._connectors.build(target, self._targets.config_for(uow, tenant, target))
+            connector = self._connector(uow, tenant, target)
             found = uow.exceptions.get_many(tenant, ids)
             existing = uow.deliveries.get_by_keys(tenant, keys.values())
             plan = self._plan(principal, ids, keys, found, existing, target, queue)
@@ -276,6 +276,11 @@ class DispatchService:
             uow.deliveries.update_many(plan.revived)
         floors = {d.id: d.attempt_count for d in plan.revived}
         return _Recorded(target, ids, plan.results, plan.waiting, floors, inside)
+
+    def _connector(self, uow: UnitOfWork, tenant: str, target: TargetSystem) -> Connector:
+        """The target's connector from the tenant's configuration as stored now (raises
+        TARGET_NOT_CONFIGURED). Builds an object; no call goes out."""
+        return self._connectors.build(target, self._targets.config_for(uow, tenant, target))
 
     def _answered(
         self,
@@ -295,7 +300,7 @@ class DispatchService:
         tenant = principal.tenant_id
         # Within a transaction that has begun, its own writes must be seen: join it.
         with self._uow(write=False, join=inside) as uow:
-            self._connectors.build(target, self._targets.config_for(uow, tenant, target))
+            self._connector(uow, tenant, target)  # TARGET_NOT_CONFIGURED as on the locked path
             existing = uow.deliveries.get_by_keys(tenant, keys.values())
         delivered: dict[str, Result] = {}
         for eid in ids:
@@ -473,7 +478,7 @@ class DispatchService:
                 plan.new.append(delivery)
                 plan.waiting[eid] = delivery
             if self._connectors.is_local(target):
-                connector = self._connectors.build(target, self._targets.config_for(uow, tenant, target))
+                connector = self._connector(uow, tenant, target)
                 self._deliver_here(uow, principal, connector, plan, dict(by_id))
                 delivered_here = True
             else:
